@@ -1,0 +1,18 @@
+"""Text conditioning: T5 (official checkpoints) and a lookup table (no pretrained model)."""
+
+from .base import ConditionerConfig, ConditionProvider, TextConditioner
+from .lut import LUTConditioner
+from .t5 import T5Conditioner
+
+
+def build_conditioner(cfg: ConditionerConfig, output_dim: int) -> TextConditioner:
+    """The conditioner ``cfg`` describes, projecting to the LM dimension ``output_dim``."""
+    if cfg.model == "t5":
+        return T5Conditioner(cfg.name, output_dim, cfg.text_dim, cfg.word_dropout, path=cfg.path)
+    if cfg.model == "lut":
+        return LUTConditioner(cfg.n_bins, cfg.text_dim, output_dim, cfg.word_dropout)
+    raise ValueError(f"unknown text conditioner {cfg.model!r} (expected 't5' or 'lut')")
+
+
+__all__ = ["ConditionerConfig", "ConditionProvider", "TextConditioner", "T5Conditioner", "LUTConditioner",
+           "build_conditioner"]

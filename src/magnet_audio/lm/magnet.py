@@ -1,0 +1,173 @@
+"""The MAGNeT language model: a bidirectional transformer over summed codebook embeddings.
+
+Input codes [B, K, T] (id ``card`` is the mask token) -> logits [B, K, T, card]. Self-attention is
+full for stage (codebook) 0 and restricted to |t_q - t_k| <= ``subcodes_context`` for stages > 0.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ..conditioning import ConditionerConfig, ConditionProvider, build_conditioner
+from ..conditioning.t5 import T5_DIMS
+from ..errors import CheckpointError
+from .transformer import Transformer, band_mask, sin_embedding
+
+
+@dataclass
+class MagnetLMConfig:
+    """Architecture and the few training facts generation needs (segment length, span length)."""
+
+    dim: int = 1024
+    num_heads: int = 16
+    num_layers: int = 24
+    hidden_scale: int = 4
+    n_q: int = 4
+    card: int = 2048
+    subcodes_context: int = 5
+    span_len: int = 3
+    segment_duration: float = 10.0
+    frame_rate: int = 50
+    cfg_dropout: float = 0.3
+    conditioner: ConditionerConfig = field(default_factory=ConditionerConfig)
+
+    @property
+    def max_len(self) -> int:
+        """Frames in one segment (500 for 10 s at 50 Hz)."""
+        return int(self.segment_duration * self.frame_rate)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MagnetLMConfig":
+        d = dict(d)
+        d["conditioner"] = ConditionerConfig(**d.get("conditioner", {}))
+        return cls(**d)
+
+    @classmethod
+    def from_xp_cfg(cls, cfg: dict, frame_rate: int = 50) -> "MagnetLMConfig":
+        """Read an audiocraft ``xp.cfg`` (as a dict); refuse settings this implementation lacks."""
+        try:
+            lm = cfg["transformer_lm"]
+            if cfg.get("lm_model") != "transformer_lm_magnet":
+                raise CheckpointError(f"not a MAGNeT LM (lm_model: {cfg.get('lm_model')!r})")
+            expected = {"norm_first": True, "norm": "layer_norm", "activation": "gelu", "positional_embedding": "sin",
+                        "bias_ff": False, "bias_attn": False, "bias_proj": False, "causal": False, "kv_repeat": 1,
+                        "qk_layer_norm": False, "layer_scale": None, "xpos": False}
+            for key, value in expected.items():
+                if lm.get(key, value) != value:
+                    raise CheckpointError(f"unsupported transformer_lm.{key}: {lm.get(key)!r} (expected {value!r})")
+            if cfg.get("codebooks_pattern", {}).get("modeling", "parallel") != "parallel":
+                raise CheckpointError("unsupported codebooks_pattern (MAGNeT uses 'parallel')")
+            fuser = cfg.get("fuser", {})
+            if fuser.get("cross") != ["description"] or fuser.get("sum") or fuser.get("prepend"):
+                raise CheckpointError(f"unsupported fuser {fuser!r}: only cross-attention to 'description'")
+            cond = cfg["conditioners"]["description"]
+            model = cond["model"]
+            if model == "t5":
+                t5 = cond["t5"]
+                conditioner = ConditionerConfig(model="t5", name=t5["name"], word_dropout=t5.get("word_dropout", 0.0),
+                                                text_dim=T5_DIMS.get(t5["name"], 768))
+            elif model == "lut":
+                lut = cond["lut"]
+                conditioner = ConditionerConfig(model="lut", n_bins=lut["n_bins"], text_dim=lut["dim"])
+            else:
+                raise CheckpointError(f"unsupported text conditioner {model!r} (expected t5 or lut)")
+            return cls(dim=lm["dim"], num_heads=lm["num_heads"], num_layers=lm["num_layers"],
+                       hidden_scale=lm.get("hidden_scale", 4), n_q=lm["n_q"], card=lm["card"],
+                       subcodes_context=lm.get("subcodes_context", 5),
+                       span_len=cfg.get("masking", {}).get("span_len", 3),
+                       segment_duration=cfg["dataset"]["segment_duration"], frame_rate=frame_rate,
+                       cfg_dropout=cfg.get("classifier_free_guidance", {}).get("training_dropout", 0.3),
+                       conditioner=conditioner)
+        except KeyError as exc:
+            raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
+
+    def to_xp_cfg(self) -> dict:
+        """An audiocraft-style ``xp.cfg`` (dict) that audiocraft and :meth:`from_xp_cfg` read back."""
+        c = self.conditioner
+        if c.model == "t5":
+            cond = {"model": "t5", "t5": {"name": c.name, "finetune": False, "word_dropout": c.word_dropout,
+                                          "normalize_text": False}}
+        else:
+            cond = {"model": "lut", "lut": {"n_bins": c.n_bins, "dim": c.text_dim, "tokenizer": "whitespace"}}
+        return {
+            "lm_model": "transformer_lm_magnet", "device": "cpu", "dtype": "float32",
+            "transformer_lm": {
+                "dim": self.dim, "num_heads": self.num_heads, "num_layers": self.num_layers,
+                "hidden_scale": self.hidden_scale, "n_q": self.n_q, "card": self.card, "dropout": 0.0,
+                "emb_lr": None, "activation": "gelu", "norm_first": True, "bias_ff": False, "bias_attn": False,
+                "bias_proj": False, "past_context": None, "causal": False, "custom": False,
+                "memory_efficient": True, "attention_as_float32": False, "layer_scale": None,
+                "positional_embedding": "sin", "xpos": False, "checkpointing": "none", "weight_init": "gaussian",
+                "depthwise_init": "current", "zero_bias_init": True, "norm": "layer_norm",
+                "cross_attention": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
+                "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False,
+                "subcodes_context": self.subcodes_context, "compression_model_framerate": 0,
+                "segment_duration": 0, "span_len": -1},
+            "codebooks_pattern": {"modeling": "parallel", "parallel": {"empty_initial": -1}},
+            "classifier_free_guidance": {"training_dropout": self.cfg_dropout, "inference_coef": 3.0},
+            "attribute_dropout": {},
+            "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [],
+                      "prepend": [], "cross": ["description"], "input_interpolate": []},
+            "conditioners": {"description": cond},
+            "dataset": {"segment_duration": self.segment_duration},
+            "masking": {"span_len": self.span_len},
+        }
+
+
+class MagnetLM(nn.Module):
+    """Parameters are named as in audiocraft's ``MagnetLMModel`` so its state dicts load strictly."""
+
+    def __init__(self, cfg: MagnetLMConfig):
+        super().__init__()
+        self.cfg = copy.deepcopy(cfg)
+        self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
+        self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
+        self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True)
+        self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
+        self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
+        self._masks: dict[tuple[int, str], torch.Tensor] = {}
+
+    @property
+    def mask_id(self) -> int:
+        return self.cfg.card
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.cfg.n_q
+
+    def attn_mask(self, stage: int, length: int, device: torch.device) -> torch.Tensor | None:
+        """None (full attention) for stage 0 or subcodes_context -1; else the band mask [T, T]."""
+        if stage <= 0 or self.cfg.subcodes_context < 0:
+            return None
+        key = (length, str(device))
+        if key not in self._masks:
+            self._masks[key] = band_mask(length, self.cfg.subcodes_context, device)
+        return self._masks[key]
+
+    def encode_text(self, texts: list[str | None]) -> torch.Tensor:
+        """texts (None = null) -> cross-attention memory [B, L, D] (padded rows are zeros)."""
+        embeds, _ = self.condition_provider.text.encode(texts)
+        return embeds
+
+    def hidden(self, codes: torch.Tensor, stage: int, memory: torch.Tensor | None = None,
+               cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+        """codes [B, K, T] -> normalised hidden states [B, T, D] for decoding ``stage``."""
+        B, K, T = codes.shape
+        if K != self.cfg.n_q:
+            raise ValueError(f"expected {self.cfg.n_q} codebooks, got {K}")
+        x = sum(self.emb[k](codes[:, k]) for k in range(K))
+        x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)
+        x = self.transformer(x, memory=memory, cross_kv=cross_kv, attn_mask=self.attn_mask(stage, T, x.device))
+        return self.out_norm(x)
+
+    def forward(self, codes: torch.Tensor, memory: torch.Tensor | None, stage: int = -1) -> torch.Tensor:
+        """codes [B, K, T], memory [B, L, D] -> logits [B, K, T, card] of every head."""
+        h = self.hidden(codes, stage, memory)
+        return torch.stack([lin(h) for lin in self.linears], dim=1)

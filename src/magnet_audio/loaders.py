@@ -1,0 +1,42 @@
+"""Loading the MAGNeT language model from audiocraft exports (local or on the hub)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .checkpoints import load_export, resolve_file
+from .errors import CheckpointError
+from .lm.magnet import MagnetLM, MagnetLMConfig
+from .utils import resolve_device
+
+LM_FILENAME = "state_dict.bin"
+CODEC_FILENAME = "compression_state_dict.bin"
+
+
+def load_lm_model(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+                  t5_path: str | os.PathLike | None = None, frame_rate: int = 50,
+                  dtype: torch.dtype = torch.float32) -> MagnetLM:
+    """Load a MAGNeT LM from ``state_dict.bin`` (a file, a directory holding it, or a hub repo id).
+
+    As audiocraft's loader does, the segment length and span length come from the config's
+    ``dataset.segment_duration`` and ``masking.span_len``; the frame rate from the codec.
+    Weights stored in fp16 are loaded into ``dtype``. ``t5_path`` points the T5 conditioner to a
+    local directory instead of the hub.
+    """
+    path = resolve_file(name_or_path, LM_FILENAME)
+    state, xp_cfg = load_export(path)
+    cfg = MagnetLMConfig.from_xp_cfg(xp_cfg, frame_rate=frame_rate)
+    proj = state.get("condition_provider.conditioners.description.output_proj.weight")
+    if proj is not None:
+        cfg.conditioner.text_dim = proj.shape[1]
+    if t5_path is not None:
+        cfg.conditioner.path = str(t5_path)
+    model = MagnetLM(cfg)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not match the architecture its xp.cfg describes: {exc}") from exc
+    return model.to(resolve_device(device)).eval()

@@ -1,0 +1,171 @@
+"""The MAGNeT LM: parity with the reference fixture, and with torch.nn's transformer at other sizes."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from magnet_audio.checkpoints import load_export
+from magnet_audio.conditioning import ConditionerConfig
+from magnet_audio.errors import CheckpointError
+from magnet_audio.lm import MagnetLM, MagnetLMConfig
+from magnet_audio.lm.transformer import sin_embedding
+from magnet_audio.loaders import load_lm_model
+
+
+@pytest.fixture(scope="module")
+def fixture_lm(fixture_dir):
+    return load_lm_model(fixture_dir, device="cpu", t5_path=fixture_dir / "t5")
+
+
+def test_fixture_config_is_read_from_xp_cfg(fixture_lm):
+    cfg = fixture_lm.cfg
+    assert (cfg.dim, cfg.num_heads, cfg.num_layers, cfg.n_q, cfg.card) == (64, 4, 2, 4, 64)
+    assert (cfg.subcodes_context, cfg.span_len, cfg.segment_duration, cfg.max_len) == (5, 3, 1, 50)
+    assert cfg.conditioner.model == "t5" and cfg.conditioner.text_dim == 768
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_fixture_logits_match_reference(fixture_lm, reference, stage):
+    seq, expected = reference["stage_logits"][stage]
+    with torch.no_grad():
+        logits = fixture_lm(seq, fixture_lm.encode_text(reference["texts"]), stage=stage)
+    assert logits.shape == expected.shape == (2, 4, 50, 64)
+    # Float32 rounding alone moves these logits (|x| up to ~10) by ~1e-4: our own float32 result is
+    # 1.1e-4 from float64, and so is the reference's. Max error measured: 1.18e-4 on 4 of 25,600
+    # logits, < 1e-4 everywhere else; the mean error is ~100x smaller.
+    err = (logits - expected).abs()
+    assert err.max() < 1.25e-4
+    assert (err > 1e-4).float().mean() < 1e-3
+    assert err.mean() < 5e-6
+    assert torch.equal(logits.argmax(-1), expected.argmax(-1))
+
+
+def test_fp16_weights_load_into_float32(fixture_dir, tmp_path):
+    state, cfg = load_export(fixture_dir / "state_dict.bin")
+    import yaml
+    half = {k: v.half() for k, v in state.items()}
+    torch.save({"best_state": half, "xp.cfg": yaml.safe_dump(cfg), "version": "1.3.0", "exported": True},
+               tmp_path / "state_dict.bin")
+    lm = load_lm_model(tmp_path, device="cpu")
+    assert all(p.dtype == torch.float32 for p in lm.parameters())
+    assert torch.equal(lm.emb[0].weight, half["emb.0.weight"].float())
+
+
+def test_sin_embedding_cosines_first():
+    emb = sin_embedding(2, 4)
+    # half = 2, phases t / 10000 ** (i / (half - 1)) for i = 0, 1
+    expected = torch.tensor([[1.0, 1.0, 0.0, 0.0],
+                             [math.cos(1.0), math.cos(1e-4), math.sin(1.0), math.sin(1e-4)]])
+    torch.testing.assert_close(emb, expected)
+
+
+def _random_lm(dim, heads, layers, card, n_q, ctx, seed=0):
+    torch.manual_seed(seed)
+    cfg = MagnetLMConfig(dim=dim, num_heads=heads, num_layers=layers, card=card, n_q=n_q, subcodes_context=ctx,
+                         segment_duration=1, conditioner=ConditionerConfig(model="lut", n_bins=50, text_dim=24))
+    lm = MagnetLM(cfg)
+    with torch.no_grad():
+        for p in lm.parameters():  # non-trivial norms too
+            p.normal_(0, 0.3)
+    return lm.eval()
+
+
+def _torch_reference(lm: MagnetLM, codes, memory, stage):
+    """The same network assembled from torch.nn.TransformerDecoderLayer (an independent implementation)."""
+    cfg = lm.cfg
+    x = sum(lm.emb[k](codes[:, k]) for k in range(cfg.n_q))
+    T = codes.shape[-1]
+    pos = torch.arange(T, dtype=torch.float32)[:, None]
+    half = cfg.dim // 2
+    phase = pos / 10000 ** (torch.arange(half, dtype=torch.float32)[None] / (half - 1))
+    x = x + torch.cat([phase.cos(), phase.sin()], dim=-1)
+    mask = None
+    if stage > 0 and cfg.subcodes_context >= 0:
+        d = (torch.arange(T)[:, None] - torch.arange(T)[None]).abs()
+        mask = d > cfg.subcodes_context  # True = not allowed, torch.nn convention
+    for ours in lm.transformer.layers:
+        ref = nn.TransformerDecoderLayer(cfg.dim, cfg.num_heads, cfg.hidden_scale * cfg.dim, dropout=0.0,
+                                         activation="gelu", batch_first=True, norm_first=True)
+        with torch.no_grad():
+            for p in ref.parameters():
+                p.zero_()
+            ref.self_attn.in_proj_weight.copy_(ours.self_attn.in_proj_weight)
+            ref.self_attn.out_proj.weight.copy_(ours.self_attn.out_proj.weight)
+            ref.multihead_attn.in_proj_weight.copy_(ours.cross_attention.in_proj_weight)
+            ref.multihead_attn.out_proj.weight.copy_(ours.cross_attention.out_proj.weight)
+            ref.linear1.weight.copy_(ours.linear1.weight)
+            ref.linear2.weight.copy_(ours.linear2.weight)
+            for a, b in ((ref.norm1, ours.norm1), (ref.norm2, ours.norm_cross), (ref.norm3, ours.norm2)):
+                a.weight.copy_(b.weight)
+                a.bias.copy_(b.bias)
+        x = ref.eval()(x, memory, tgt_mask=mask)
+    x = lm.out_norm(x)
+    return torch.stack([lin(x) for lin in lm.linears], dim=1)
+
+
+@pytest.mark.parametrize("dim,heads,layers,card,n_q,ctx", [
+    (32, 2, 1, 16, 4, 5), (48, 4, 3, 100, 2, 2), (64, 8, 2, 32, 3, -1)])
+def test_other_sizes_match_torch_transformer(dim, heads, layers, card, n_q, ctx):
+    lm = _random_lm(dim, heads, layers, card, n_q, ctx)
+    codes = torch.randint(0, card + 1, (2, n_q, 37))  # includes the mask id
+    memory = lm.encode_text(["a calm piano piece", "drums"])
+    for stage in range(n_q):
+        with torch.no_grad():
+            ours = lm(codes, memory, stage=stage)
+            ref = _torch_reference(lm, codes, memory, stage)
+        assert ours.shape == (2, n_q, 37, card)
+        torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-5)
+
+
+def test_restricted_context_only_for_stages_above_zero():
+    lm = _random_lm(32, 2, 1, 16, 4, ctx=2)
+    codes = torch.randint(0, 16, (1, 4, 30))
+    changed = codes.clone()
+    changed[0, 0, 15] = (codes[0, 0, 15] + 1) % 16
+    memory = lm.encode_text(["x"])
+    with torch.no_grad():
+        for stage in (0, 1):
+            diff = (lm.hidden(codes, stage, memory) - lm.hidden(changed, stage, memory)).abs().amax(-1)[0]
+            touched = (diff > 0).nonzero().flatten().tolist()
+            assert touched == (list(range(30)) if stage == 0 else list(range(13, 18)))
+
+
+def test_null_condition_is_zero_memory():
+    lm = _random_lm(32, 2, 1, 16, 4, ctx=5)
+    memory = lm.encode_text(["some words here", "one", None, ""])
+    assert memory.shape[:2] == (4, 3)
+    assert memory[2].abs().max() == 0 and memory[3].abs().max() == 0
+    assert memory[0].abs().amax(-1).gt(0).all()
+    assert memory[1, :1].abs().max() > 0 and memory[1, 1:].abs().max() == 0  # padding is zeros
+
+
+def test_xp_cfg_round_trip():
+    cfg = MagnetLMConfig(dim=48, num_heads=4, num_layers=3, card=100, n_q=2, subcodes_context=2, span_len=4,
+                         segment_duration=30, conditioner=ConditionerConfig(model="lut", n_bins=77, text_dim=16))
+    back = MagnetLMConfig.from_xp_cfg(cfg.to_xp_cfg())
+    assert back == cfg
+    assert MagnetLMConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c: c.update(lm_model="transformer_lm"), "not a MAGNeT LM"),
+    (lambda c: c["transformer_lm"].update(positional_embedding="rope"), "positional_embedding"),
+    (lambda c: c["fuser"].update(prepend=["description"]), "fuser"),
+    (lambda c: c.pop("dataset"), "dataset"),
+])
+def test_unsupported_configs_are_refused(change, message):
+    cfg = MagnetLMConfig().to_xp_cfg()
+    change(cfg)
+    with pytest.raises(CheckpointError, match=message):
+        MagnetLMConfig.from_xp_cfg(cfg)
+
+
+def test_mismatched_weights_are_refused(fixture_dir, tmp_path):
+    state, cfg = load_export(fixture_dir / "state_dict.bin")
+    import yaml
+    cfg["transformer_lm"]["num_layers"] = 3
+    torch.save({"best_state": state, "xp.cfg": yaml.safe_dump(cfg)}, tmp_path / "state_dict.bin")
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_lm_model(tmp_path, device="cpu")
