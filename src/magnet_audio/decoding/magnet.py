@@ -1,0 +1,155 @@
+"""MAGNeT's iterative decoding: codebook by codebook, predict every masked token, keep the
+confident spans, re-mask the rest on a cosine schedule, with annealed CFG and temperature."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from ..errors import InputError
+from ..lm.magnet import MagnetLM
+from .sampling import sample
+from .schedules import cfg_coef, mask_rates, num_to_mask, temperature
+from .spans import DONT_REMASK, chunk_scores, least_probable_spans
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class GenerationParams:
+    """Decoding options; the defaults are audiocraft's ``MAGNeT.set_generation_params`` defaults.
+
+    use_sampling: sample (True) or take the argmax of the guided logits (False).
+    top_k / top_p: nucleus sampling if top_p > 0, else top-k if top_k > 0, else plain sampling.
+    temperature: initial softmax temperature, decayed linearly to 0 in each stage if anneal_temp.
+    max_cfg_coef / min_cfg_coef: classifier-free guidance, annealed from max to min with the mask rate.
+    decoding_steps: iterative steps per codebook stage.
+    span_arrangement: ``nonoverlap`` (aligned chunks of span_len) or ``stride1`` (overlapping spans).
+    span_scoring: chunk confidence from the ``max`` token probability or the ``prod`` of them.
+    """
+
+    use_sampling: bool = True
+    top_k: int = 0
+    top_p: float = 0.9
+    temperature: float = 3.0
+    max_cfg_coef: float = 10.0
+    min_cfg_coef: float = 1.0
+    decoding_steps: list[int] = field(default_factory=lambda: [20, 10, 10, 10])
+    span_arrangement: str = "nonoverlap"
+    anneal_temp: bool = True
+    span_scoring: str = "max"
+
+    def validate(self, num_codebooks: int) -> "GenerationParams":
+        """Raise :class:`InputError` on out-of-range values; return self."""
+        steps = list(self.decoding_steps)
+        if len(steps) != num_codebooks or any(int(s) != s or s < 1 for s in steps):
+            raise InputError(f"decoding_steps must be {num_codebooks} positive integers, got {steps}")
+        if self.top_k < 0:
+            raise InputError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise InputError(f"top_p must be in [0, 1], got {self.top_p}")
+        if self.temperature < 0:
+            raise InputError(f"temperature must be >= 0, got {self.temperature}")
+        if self.min_cfg_coef < 0 or self.max_cfg_coef < 0:
+            raise InputError(f"CFG coefficients must be >= 0, got {self.max_cfg_coef}, {self.min_cfg_coef}")
+        if self.span_arrangement not in ("nonoverlap", "stride1"):
+            raise InputError(f"span_arrangement must be 'nonoverlap' or 'stride1', got {self.span_arrangement!r}")
+        if self.span_scoring not in ("max", "prod"):
+            raise InputError(f"span_scoring must be 'max' or 'prod', got {self.span_scoring!r}")
+        self.decoding_steps = [int(s) for s in steps]
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: GenerationParams, max_len: int,
+                   prompt: torch.Tensor | None = None, num_samples: int | None = None,
+                   callback: ProgressCallback | None = None) -> torch.Tensor:
+    """Generate codes [B, K, T] (T = max_len, cut to a multiple of span_len for ``nonoverlap``).
+
+    memory: cross-attention memory [2B, L, D], the B conditional rows then the B null rows (CFG),
+        or None for no guidance.
+    prompt: codes [B, K, P] kept fixed at the start (continuation), P < max_len.
+    callback: called as callback(step, total_steps) after each step.
+    """
+    params.validate(lm.num_codebooks)
+    device = next(lm.parameters()).device
+    if prompt is None:
+        if num_samples is None:
+            num_samples = memory.shape[0] // 2 if memory is not None else 1
+        prompt = torch.zeros(num_samples, lm.num_codebooks, 0, dtype=torch.long, device=device)
+    B, K, P = prompt.shape
+    if P >= max_len:
+        raise InputError(f"the prompt ({P} frames) must be shorter than the generation ({max_len} frames)")
+    if memory is not None and memory.shape[0] != 2 * B:
+        raise InputError(f"memory has {memory.shape[0]} rows, expected {2 * B} (conditional + null)")
+    codes = torch.full((B, K, max_len), lm.mask_id, dtype=torch.long, device=device)
+    codes[..., :P] = prompt
+    cross_kv = lm.transformer.cross_kv(memory) if memory is not None else None
+    total, done = sum(params.decoding_steps), 0
+    for stage, n_steps in enumerate(params.decoding_steps):
+        codes = _generate_stage(lm, codes, stage, n_steps, prompt, cross_kv, params, done, total, callback)
+        done += n_steps
+    return codes
+
+
+def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int, prompt: torch.Tensor,
+                    cross_kv: list | None, params: GenerationParams, done: int, total: int,
+                    callback: ProgressCallback | None) -> torch.Tensor:
+    """Fill codebook ``stage`` of codes [B, K, T] in ``n_steps`` steps."""
+    B, K, T = codes.shape
+    P = prompt.shape[-1]
+    L = lm.cfg.span_len
+    mask_id = lm.mask_id
+    chunked = L > 1 and params.span_arrangement == "nonoverlap"
+    if chunked:
+        n_chunks = T // L
+        T = n_chunks * L
+        codes = codes[..., :T]
+        scores = torch.zeros(B, n_chunks, device=codes.device)
+        scores[:, :P // L] = DONT_REMASK
+        n_gen = n_chunks - P // L
+    else:
+        scores = torch.zeros(B, T, device=codes.device)
+        scores[:, :P] = DONT_REMASK
+        n_gen = T - P
+    stage_seq = torch.full((B, T), mask_id, dtype=torch.long, device=codes.device)
+
+    for step, rate in enumerate(mask_rates(n_steps)):
+        num = num_to_mask(rate, n_gen)
+        if L > 1 and params.span_arrangement == "stride1":
+            remask = torch.stack([least_probable_spans(scores[b], num, L) for b in range(B)])
+        else:
+            picked = torch.zeros_like(scores, dtype=torch.bool).scatter(1, scores.topk(num, dim=-1).indices, True)
+            remask = picked.repeat_interleave(L, dim=-1) if chunked else picked
+        stage_seq[remask] = mask_id
+        stage_seq[:, :P] = prompt[:, stage]
+        codes[:, stage] = stage_seq
+
+        if cross_kv is not None:
+            cond, uncond = lm.linears[stage](lm.hidden(torch.cat([codes, codes]), stage, cross_kv=cross_kv)).split(B)
+            logits = uncond + (cond - uncond) * cfg_coef(rate, params.max_cfg_coef, params.min_cfg_coef)
+        else:
+            logits = lm.linears[stage](lm.hidden(codes, stage))
+        t = temperature(params.temperature, step, n_steps, params.anneal_temp)
+        probs = torch.softmax(logits.float() / max(t, 1e-2), dim=-1)  # [B, T, card]
+        if params.use_sampling:
+            sampled, score_probs = sample(probs, params.top_k, params.top_p)
+        else:
+            sampled, score_probs = logits.argmax(dim=-1, keepdim=True), probs
+
+        was_masked = stage_seq == mask_id
+        stage_seq = torch.where(was_masked, sampled[..., 0], stage_seq)
+        codes[:, stage] = stage_seq
+        token_probs = torch.gather(score_probs, -1, sampled)[..., 0]  # [B, T]
+        if chunked:
+            scores = chunk_scores(token_probs, L, params.span_scoring).masked_fill(~picked, DONT_REMASK)
+        else:
+            scores = (-torch.log(token_probs)).masked_fill(~was_masked, DONT_REMASK)
+        if callback is not None:
+            callback(done + step + 1, total)
+    return codes
