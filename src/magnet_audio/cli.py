@@ -1,0 +1,132 @@
+"""The ``magnet`` command: thin wrappers that parse arguments, call the API and report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import InputError, MagnetError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _cfg_pair(text: str) -> tuple[float, float]:
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected MAX[,MIN] CFG coefficients, got {text!r}")
+    return (values[0], values[-1] if len(values) == 2 else 1.0)
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    """A file-name-safe stem from a prompt."""
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return slug[:max_len].rstrip("_") or "audio"
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write to output directory {directory}: {exc.strerror or exc}") from exc
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    import torch
+
+    from .audio import audio_write
+    from .models import MAGNeT
+
+    prompts = [p.strip() for p in args.prompts]
+    if not prompts or any(not p for p in prompts):
+        raise InputError("give at least one non-empty prompt")
+    if args.batch < 1:
+        raise InputError(f"--batch must be >= 1, got {args.batch}")
+    out_dir = Path(args.output)
+    _check_writable(out_dir)  # fail before spending minutes on generation
+
+    model = MAGNeT.get_pretrained(args.model, device=args.device, t5_path=args.t5_path)
+    max_cfg, min_cfg = args.cfg
+    model.set_generation_params(
+        use_sampling=not args.greedy, top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
+        max_cfg_coef=max_cfg, min_cfg_coef=min_cfg,
+        decoding_steps=args.steps if args.steps is not None else [20, 10, 10, 10][:model.lm.num_codebooks],
+        span_arrangement=args.span_arrangement, span_scoring=args.span_scoring)
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    written = []
+    for start in range(0, len(prompts), args.batch):
+        batch = prompts[start:start + args.batch]
+        wav = model.generate(batch, progress=not args.quiet)
+        for offset, (prompt, audio) in enumerate(zip(batch, wav)):
+            stem = out_dir / f"{start + offset:02d}_{slugify(prompt)}"
+            path = audio_write(stem, audio.float().cpu(), model.sample_rate, format=args.format,
+                               strategy=args.strategy, loudness_compressor=True)
+            written.append(path)
+            print(f"{path}  ({audio.shape[-1] / model.sample_rate:.2f} s)  {prompt!r}")
+    if not args.quiet:
+        print(f"wrote {len(written)} file(s) to {out_dir}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="magnet", description="MAGNeT text-to-music / text-to-sound: generate, and more.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser(
+        "generate", help="generate audio from text prompts", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Generate one audio file per prompt. Example: magnet generate \"lofi beat\" \"calm piano\" -o out/")
+    gen.add_argument("prompts", nargs="+", help="text prompts, one file each")
+    gen.add_argument("--model", "-m", default=os.environ.get("MAGNET_MODEL", "facebook/magnet-small-10secs"),
+                     help="hub repo id or local directory (state_dict.bin + compression_state_dict.bin)")
+    gen.add_argument("--t5-path", default=None, help="local directory of the T5 text encoder (offline use)")
+    gen.add_argument("--output", "-o", default="outputs", help="output directory")
+    gen.add_argument("--format", default="wav", choices=["wav", "flac", "ogg", "mp3"], help="audio file format")
+    gen.add_argument("--strategy", default="loudness", choices=["loudness", "peak", "rms", "clip", "none"],
+                     help="normalisation of the written audio")
+    gen.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    gen.add_argument("--steps", type=_int_list, default=None, help="decoding steps per codebook, e.g. 20,10,10,10")
+    gen.add_argument("--cfg", type=_cfg_pair, default=(10.0, 1.0), help="max,min classifier-free guidance")
+    gen.add_argument("--temperature", type=float, default=3.0, help="initial sampling temperature (annealed)")
+    gen.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (0 disables)")
+    gen.add_argument("--top-k", type=int, default=0, help="top-k sampling (used when --top-p is 0)")
+    gen.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
+    gen.add_argument("--span-arrangement", default="nonoverlap", choices=["nonoverlap", "stride1"])
+    gen.add_argument("--span-scoring", default="max", choices=["max", "prod"])
+    gen.add_argument("--batch", type=int, default=4, help="prompts generated together")
+    gen.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    gen.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except MagnetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

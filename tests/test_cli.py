@@ -1,0 +1,51 @@
+"""The ``magnet`` command line."""
+
+import subprocess
+import sys
+
+import soundfile as sf
+
+from magnet_audio.cli import main, slugify
+
+
+def test_generate_writes_a_playable_wav(tmp_path, fixture_dir, capsys):
+    out = tmp_path / "out"
+    code = main(["generate", "lofi beat", "calm piano", "--model", str(fixture_dir), "--t5-path",
+                 str(fixture_dir / "t5"), "-o", str(out), "--steps", "2,1,1,1", "--seed", "1", "-q"])
+    assert code == 0
+    files = sorted(out.glob("*.wav"))
+    assert [f.name for f in files] == ["00_lofi_beat.wav", "01_calm_piano.wav"]
+    data, sr = sf.read(files[0])
+    assert sr == 32000 and data.ndim == 1
+    assert len(data) == 48 * 640  # the model's 1 s segment, cut to whole 3-frame spans (0.96 s)
+    assert abs(data).max() > 0
+    printed = capsys.readouterr().out
+    assert str(files[0]) in printed and str(files[1]) in printed
+
+
+def test_bad_input_exits_cleanly(tmp_path, fixture_dir, capsys):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    code = main(["generate", "x", "--model", str(fixture_dir), "--t5-path", str(fixture_dir / "t5"),
+                 "-o", str(blocked / "sub")])
+    assert code == 2 and "cannot write to output directory" in capsys.readouterr().err
+    code = main(["generate", "x", "--model", str(tmp_path / "missing"), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and "Traceback" not in err
+    assert not list((tmp_path / "o").glob("*.wav"))
+    assert main(["generate", "  ", "--model", str(fixture_dir), "-o", str(tmp_path / "o")]) == 2
+    assert main(["generate", "x", "--model", str(fixture_dir), "--t5-path", str(fixture_dir / "t5"),
+                 "-o", str(tmp_path / "o"), "--steps", "1,1"]) == 2
+    assert not list((tmp_path / "o").glob("*.wav"))
+
+
+def test_help_documents_generate():
+    result = subprocess.run([sys.executable, "-m", "magnet_audio.cli", "generate", "--help"],
+                            capture_output=True, text=True, check=True)
+    for option in ("--model", "--t5-path", "--steps", "--cfg", "--temperature", "--top-p", "--seed", "--batch"):
+        assert option in result.stdout
+
+
+def test_slugify():
+    assert slugify("Upbeat Funk, 120 BPM!") == "upbeat_funk_120_bpm"
+    assert slugify("???") == "audio"
