@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Create ./.venv and install magnet-audio into it (idempotent; re-run after pulling).
+
+    python3 scripts/setup.py           # the package
+    python3 scripts/setup.py --test    # plus the test dependencies
+
+PyTorch is installed first, pinned (MAGNET_TORCH, default torch==2.13.0), so that pip does not
+pick an unrelated multi-GB build to satisfy a range. Needs only Python >= 3.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+TORCH = os.environ.get("MAGNET_TORCH", "torch==2.13.0")
+
+
+def run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--test", action="store_true", help="also install the test dependencies")
+    args = parser.parse_args()
+    if sys.version_info < (3, 10):
+        sys.exit(f"magnet-audio needs Python >= 3.10, this is {sys.version.split()[0]}")
+    python = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    if not python.exists():
+        print(f"[setup] creating {VENV}", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    extras = "[test]" if args.test else ""
+    stamp = VENV / ".magnet-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (TORCH + extras).encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want:
+        return 0
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0:
+        print(f"[setup] installing {TORCH}", file=sys.stderr)
+        run(*pip, TORCH)
+    print(f"[setup] installing magnet-audio{extras}", file=sys.stderr)
+    run(*pip, "-e", f"{ROOT}{extras}")
+    stamp.write_text(want)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
