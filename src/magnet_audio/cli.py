@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
+    from .data.cli import add_subcommands as add_data
+    add_data(sub)
     return parser
 
 
