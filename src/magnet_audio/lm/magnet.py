@@ -73,11 +73,18 @@ class MagnetLMConfig:
                 t5 = cond["t5"]
                 conditioner = ConditionerConfig(model="t5", name=t5["name"], word_dropout=t5.get("word_dropout", 0.0),
                                                 text_dim=T5_DIMS.get(t5["name"], 768))
+            elif model == "sentence":  # this project's extension: a packaged sentence encoder
+                from ..conditioning.sentence import SENTENCE_DIMS, SENTENCE_PACKAGE
+                sent = cond.get("sentence", {})
+                name = sent.get("name", SENTENCE_PACKAGE)
+                conditioner = ConditionerConfig(model="sentence", name=name,
+                                                word_dropout=sent.get("word_dropout", 0.0),
+                                                text_dim=sent.get("dim", SENTENCE_DIMS.get(name, 384)))
             elif model == "lut":
                 lut = cond["lut"]
                 conditioner = ConditionerConfig(model="lut", n_bins=lut["n_bins"], text_dim=lut["dim"])
             else:
-                raise CheckpointError(f"unsupported text conditioner {model!r} (expected t5 or lut)")
+                raise CheckpointError(f"unsupported text conditioner {model!r} (expected t5, sentence or lut)")
             return cls(dim=lm["dim"], num_heads=lm["num_heads"], num_layers=lm["num_layers"],
                        hidden_scale=lm.get("hidden_scale", 4), n_q=lm["n_q"], card=lm["card"],
                        subcodes_context=lm.get("subcodes_context", 5),
@@ -94,6 +101,11 @@ class MagnetLMConfig:
         if c.model == "t5":
             cond = {"model": "t5", "t5": {"name": c.name, "finetune": False, "word_dropout": c.word_dropout,
                                           "normalize_text": False}}
+        elif c.model == "sentence":
+            from ..conditioning.sentence import SENTENCE_DIMS, SENTENCE_PACKAGE
+            name = SENTENCE_PACKAGE if c.name == ConditionerConfig.name else c.name
+            cond = {"model": "sentence", "sentence": {"name": name, "word_dropout": c.word_dropout,
+                                                      "dim": SENTENCE_DIMS.get(name, c.text_dim)}}
         else:
             cond = {"model": "lut", "lut": {"n_bins": c.n_bins, "dim": c.text_dim, "tokenizer": "whitespace"}}
         return {
