@@ -59,7 +59,7 @@ def test_semantic_similarity(cond):
     assert e.shape == (3, 384)
     assert (e[0] @ e[1]) > (e[0] @ e[2]) + 0.15
     # the same ordering holds for the per-token states fed to the LM (mean over real tokens)
-    hidden = cond._hidden(cond.tokenize([anchor, close, far]))
+    hidden = cond.encoder_states(cond.tokenize([anchor, close, far]))
     m = cond.tokenize([anchor, close, far])["attention_mask"].unsqueeze(-1).float()
     pooled = torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1), dim=-1)
     assert (pooled[0] @ pooled[1]) > (pooled[0] @ pooled[2])

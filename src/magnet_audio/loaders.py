@@ -31,7 +31,7 @@ def load_lm_model(name_or_path: str | os.PathLike, device: str | torch.device | 
     proj = state.get("condition_provider.conditioners.description.output_proj.weight")
     if proj is not None:
         cfg.conditioner.text_dim = proj.shape[1]
-    if t5_path is not None:
+    if t5_path is not None and cfg.conditioner.model == "t5":
         cfg.conditioner.path = str(t5_path)
     model = MagnetLM(cfg)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}

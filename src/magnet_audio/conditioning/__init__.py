@@ -2,7 +2,7 @@
 
 from .base import ConditionerConfig, ConditionProvider, TextConditioner
 from .lut import LUTConditioner
-from .sentence import SENTENCE_DIMS, SENTENCE_PACKAGE, SentenceConditioner
+from .sentence import SENTENCE_DIMS, SentenceConditioner
 from .t5 import T5Conditioner
 
 
@@ -11,10 +11,8 @@ def build_conditioner(cfg: ConditionerConfig, output_dim: int) -> TextConditione
     if cfg.model == "t5":
         return T5Conditioner(cfg.name, output_dim, cfg.text_dim, cfg.word_dropout, path=cfg.path)
     if cfg.model == "sentence":
-        # ConditionerConfig's name defaults to a T5 model: for "sentence" that default means the package.
-        name = SENTENCE_PACKAGE if cfg.name == ConditionerConfig.name else cfg.name
-        text_dim = SENTENCE_DIMS.get(name, cfg.text_dim)
-        return SentenceConditioner(name, output_dim, text_dim, cfg.word_dropout, path=cfg.path)
+        text_dim = SENTENCE_DIMS.get(cfg.name, cfg.text_dim)
+        return SentenceConditioner(cfg.name, output_dim, text_dim, cfg.word_dropout, path=cfg.path)
     if cfg.model == "lut":
         return LUTConditioner(cfg.n_bins, cfg.text_dim, output_dim, cfg.word_dropout)
     raise ValueError(f"unknown text conditioner {cfg.model!r} (expected 't5', 'sentence' or 'lut')")

@@ -102,10 +102,9 @@ class MagnetLMConfig:
             cond = {"model": "t5", "t5": {"name": c.name, "finetune": False, "word_dropout": c.word_dropout,
                                           "normalize_text": False}}
         elif c.model == "sentence":
-            from ..conditioning.sentence import SENTENCE_DIMS, SENTENCE_PACKAGE
-            name = SENTENCE_PACKAGE if c.name == ConditionerConfig.name else c.name
-            cond = {"model": "sentence", "sentence": {"name": name, "word_dropout": c.word_dropout,
-                                                      "dim": SENTENCE_DIMS.get(name, c.text_dim)}}
+            from ..conditioning.sentence import SENTENCE_DIMS
+            cond = {"model": "sentence", "sentence": {"name": c.name, "word_dropout": c.word_dropout,
+                                                      "dim": SENTENCE_DIMS.get(c.name, c.text_dim)}}
         else:
             cond = {"model": "lut", "lut": {"n_bins": c.n_bins, "dim": c.text_dim, "tokenizer": "whitespace"}}
         return {
