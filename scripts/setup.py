@@ -2,7 +2,9 @@
 """Create ./.venv and install magnet-audio into it (idempotent; re-run after pulling).
 
     python3 scripts/setup.py           # the package
-    python3 scripts/setup.py --test    # plus the test dependencies
+    python3 scripts/setup.py --test    # plus everything the test suite exercises: the test and
+                                       # data extras, and the system packages of
+                                       # scripts/install_system_deps.sh (needs root or sudo)
 
 PyTorch is installed first, pinned (MAGNET_TORCH, default torch==2.13.0), so that pip does not
 pick an unrelated multi-GB build to satisfy a range. Needs only Python >= 3.10.
@@ -37,7 +39,9 @@ def main() -> int:
     if not python.exists():
         print(f"[setup] creating {VENV}", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    extras = "[test]" if args.test else ""
+    extras = "[test,data]" if args.test else ""
+    if args.test:
+        run("bash", str(ROOT / "scripts" / "install_system_deps.sh"))
     stamp = VENV / ".magnet-installed"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (TORCH + extras).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == want:
