@@ -4,7 +4,8 @@ from .audio import audio_read, audio_write
 from .codec import load_compression_model
 from .errors import CheckpointError, InputError, MagnetError
 from .models import MAGNeT
+from .musicgen import MusicGen
 
 __version__ = "0.1.0"
-__all__ = ["MAGNeT", "audio_write", "audio_read", "load_compression_model", "MagnetError", "CheckpointError",
-           "InputError"]
+__all__ = ["MAGNeT", "MusicGen", "audio_write", "audio_read", "load_compression_model", "MagnetError",
+           "CheckpointError", "InputError"]

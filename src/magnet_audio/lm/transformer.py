@@ -1,8 +1,12 @@
-"""Transformer blocks shared by the MAGNeT (and later the autoregressive) language models.
+"""Transformer blocks shared by the MAGNeT and the autoregressive (MusicGen) language models.
 
 Parameter names follow audiocraft's ``StreamingTransformer`` so official state dicts load as they
 are: packed ``in_proj_weight`` [3*D, D] (rows q; k; v), ``out_proj``, ``norm1``, ``norm_cross``,
 ``norm2``, ``linear1``, ``linear2``. Layers are pre-norm with no biases except the LayerNorms.
+
+Autoregressive decoding passes a :class:`KVCache`: each layer's self-attention appends the new
+keys/values to it and attends over everything cached so far. Without a cache (MAGNeT) nothing
+changes. Causality is the caller's ``attn_mask``; :func:`causal_mask` builds it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,56 @@ def band_mask(length: int, context: int, device: torch.device | None = None) -> 
     return (pos.view(-1, 1) - pos.view(1, -1)).abs() <= context
 
 
+def causal_mask(length: int, past: int = 0, device: torch.device | None = None) -> torch.Tensor:
+    """Boolean [T, past + T] mask for T new queries after ``past`` cached positions: query i
+    (absolute position past + i) may attend to keys 0 .. past + i."""
+    q = torch.arange(past, past + length, device=device).view(-1, 1)
+    k = torch.arange(past + length, device=device).view(1, -1)
+    return k <= q
+
+
+class KVCache:
+    """Self-attention keys and values of the positions decoded so far, for every layer.
+
+    Storage is allocated once for ``max_len`` positions on the first write (so decoding T steps
+    copies O(T) rather than O(T^2) data). ``length`` counts the cached positions; the
+    :class:`Transformer` advances it after each forward.
+    """
+
+    def __init__(self, num_layers: int, max_len: int):
+        self.max_len = max_len
+        self.length = 0
+        self._keys: list[torch.Tensor | None] = [None] * num_layers
+        self._values: list[torch.Tensor | None] = [None] * num_layers
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v [B, H, T, Dh] after the cached positions; return all keys/values [B, H, length + T, Dh]."""
+        B, H, T, Dh = k.shape
+        end = self.length + T
+        if end > self.max_len:
+            raise RuntimeError(f"KV cache overflow: {end} positions > max_len {self.max_len}")
+        if self._keys[layer] is None:
+            self._keys[layer] = k.new_empty(B, H, self.max_len, Dh)
+            self._values[layer] = v.new_empty(B, H, self.max_len, Dh)
+        keys, values = self._keys[layer], self._values[layer]
+        keys[:, :, self.length:end] = k
+        values[:, :, self.length:end] = v
+        return keys[:, :, :end], values[:, :, :end]
+
+    def advance(self, steps: int) -> None:
+        self.length += steps
+
+
+class _LayerCache:
+    """One layer's view of a :class:`KVCache`."""
+
+    def __init__(self, cache: KVCache, layer: int):
+        self.cache, self.layer = cache, layer
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cache.append(self.layer, k, v)
+
+
 class MultiheadAttention(nn.Module):
     """Multi-head attention with a packed, bias-free q/k/v projection.
 
@@ -59,11 +113,16 @@ class MultiheadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, T, D]; memory [B, S, D] or precomputed ``kv``; attn_mask bool [T, S] (True = attend)."""
+                attn_mask: torch.Tensor | None = None, cache: _LayerCache | None = None) -> torch.Tensor:
+        """x [B, T, D]; memory [B, S, D] or precomputed ``kv``; attn_mask bool [T, S] (True = attend).
+
+        ``cache`` (self-attention only): keys/values of earlier positions, extended with this call's.
+        """
         if memory is None and kv is None:
             q, k, v = F.linear(x, self.in_proj_weight).chunk(3, dim=-1)
             q, k, v = self._heads(q), self._heads(k), self._heads(v)
+            if cache is not None:
+                k, v = cache.append(k, v)
         else:
             q = self._heads(F.linear(x, self.in_proj_weight[:self.dim]))
             k, v = kv if kv is not None else self.project_kv(memory)
@@ -87,8 +146,8 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 cross_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), attn_mask=attn_mask)
+                attn_mask: torch.Tensor | None = None, cache: _LayerCache | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), attn_mask=attn_mask, cache=cache)
         if self.cross_attention is not None:
             x = x + self.cross_attention(self.norm_cross(x), memory=memory, kv=cross_kv)
         return x + self.linear2(F.gelu(self.linear1(self.norm2(x))))
@@ -105,10 +164,20 @@ class Transformer(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, T, D] -> [B, T, D]; ``cross_kv`` optionally holds each layer's projected memory."""
+                attn_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D]; ``cross_kv`` optionally holds each layer's projected memory.
+
+        With ``cache``, x holds the T positions after the cached ones; ``attn_mask`` is then
+        [T, cache.length + T]. The cache is advanced by T.
+        """
+        if cache is None:
+            for i, layer in enumerate(self.layers):
+                x = layer(x, memory=memory, cross_kv=None if cross_kv is None else cross_kv[i], attn_mask=attn_mask)
+            return x
         for i, layer in enumerate(self.layers):
-            x = layer(x, memory=memory, cross_kv=None if cross_kv is None else cross_kv[i], attn_mask=attn_mask)
+            x = layer(x, memory=memory, cross_kv=None if cross_kv is None else cross_kv[i], attn_mask=attn_mask,
+                      cache=_LayerCache(cache, i))
+        cache.advance(x.shape[1])
         return x
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

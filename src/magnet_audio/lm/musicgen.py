@@ -1,0 +1,261 @@
+"""The autoregressive (MusicGen-style) language model: a causal transformer over the delay pattern.
+
+Codes [B, K, T] are interleaved with the *delay* pattern (codebook k shifted right by delays[k]
+steps, after one leading step of special tokens, see :mod:`magnet_audio.decoding.ar`), the K
+embeddings of each step are summed, and a causal transformer predicts the K tokens of the next
+step. Parameter names are audiocraft's ``LMModel`` names (``emb``, ``transformer.layers.N...``,
+``out_norm``, ``linears``, ``condition_provider...``), so its MusicGen exports load strictly.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ..checkpoints import load_export, resolve_file
+from ..conditioning import ConditionerConfig, ConditionProvider, build_conditioner
+from ..conditioning.t5 import T5_DIMS
+from ..errors import CheckpointError
+from ..utils import resolve_device
+from .transformer import KVCache, Transformer, causal_mask, sin_embedding
+
+LM_FILENAME = "state_dict.bin"
+
+
+@dataclass
+class MusicGenLMConfig:
+    """Architecture of an autoregressive LM and the facts generation needs.
+
+    delays: the delay of each codebook in the interleaved sequence (MusicGen: [0, 1, 2, 3]).
+    segment_duration: training segment length in seconds, the longest single-window generation.
+    cfg_coef: the checkpoint's classifier-free guidance coefficient (``inference_coef``).
+    """
+
+    dim: int = 1024
+    num_heads: int = 16
+    num_layers: int = 24
+    hidden_scale: int = 4
+    n_q: int = 4
+    card: int = 2048
+    delays: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    segment_duration: float = 30.0
+    frame_rate: int = 50
+    cfg_dropout: float = 0.3
+    cfg_coef: float = 3.0
+    conditioner: ConditionerConfig = field(default_factory=ConditionerConfig)
+
+    def __post_init__(self):
+        self.delays = [int(d) for d in self.delays]
+        if len(self.delays) != self.n_q:
+            raise CheckpointError(f"{len(self.delays)} delays for {self.n_q} codebooks")
+        if sorted(self.delays) != self.delays or any(d < 0 for d in self.delays):
+            raise CheckpointError(f"codebook delays must be non-negative and sorted, got {self.delays}")
+
+    @property
+    def max_len(self) -> int:
+        """Frames in one training segment (1500 for 30 s at 50 Hz)."""
+        return int(self.segment_duration * self.frame_rate)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MusicGenLMConfig":
+        d = dict(d)
+        d["conditioner"] = ConditionerConfig(**d.get("conditioner", {}))
+        return cls(**d)
+
+    @classmethod
+    def from_xp_cfg(cls, cfg: dict, frame_rate: int = 50) -> "MusicGenLMConfig":
+        """Read an audiocraft MusicGen ``xp.cfg`` (as a dict); refuse what this implementation lacks."""
+        try:
+            lm = cfg["transformer_lm"]
+            if cfg.get("lm_model") != "transformer_lm":
+                hint = " (a MAGNeT checkpoint: load it with MAGNeT)" if cfg.get("lm_model") == \
+                    "transformer_lm_magnet" else ""
+                raise CheckpointError(f"not an autoregressive MusicGen LM (lm_model: {cfg.get('lm_model')!r}){hint}")
+            conditioners = {k: v for k, v in (cfg.get("conditioners") or {}).items() if k != "args"}
+            if "self_wav" in conditioners:
+                kind = (conditioners["self_wav"] or {}).get("model", "self_wav")
+                raise CheckpointError(
+                    f"this checkpoint is conditioned on audio ('self_wav', model {kind!r}: melody/chroma or "
+                    "style conditioning, e.g. facebook/musicgen-melody or musicgen-style), which is not supported; "
+                    "use a text-only MusicGen (facebook/musicgen-small, -medium, -large)")
+            expected = {"norm_first": True, "norm": "layer_norm", "activation": "gelu", "positional_embedding": "sin",
+                        "bias_ff": False, "bias_attn": False, "bias_proj": False, "causal": True, "kv_repeat": 1,
+                        "qk_layer_norm": False, "layer_scale": None, "xpos": False, "past_context": None}
+            for key, value in expected.items():
+                if lm.get(key, value) != value:
+                    raise CheckpointError(f"unsupported transformer_lm.{key}: {lm.get(key)!r} (expected {value!r})")
+            pattern = cfg.get("codebooks_pattern") or {}
+            if pattern.get("modeling") != "delay":
+                raise CheckpointError(f"unsupported codebooks_pattern.modeling {pattern.get('modeling')!r} "
+                                      "(expected 'delay', MusicGen's pattern)")
+            delay = pattern.get("delay") or {}
+            delays = delay.get("delays") or list(range(lm["n_q"]))
+            if delay.get("flatten_first", 0) or delay.get("empty_initial", 0):
+                raise CheckpointError("unsupported delay pattern: flatten_first and empty_initial must be 0")
+            fuser = cfg.get("fuser", {})
+            if list(fuser.get("cross") or []) != ["description"] or fuser.get("sum") or fuser.get("prepend"):
+                raise CheckpointError(f"unsupported fuser {fuser!r}: only cross-attention to 'description'")
+            if set(conditioners) != {"description"}:
+                raise CheckpointError(f"unsupported conditioners {sorted(conditioners)}: only 'description' (text)")
+            cfg_section = cfg.get("classifier_free_guidance", {})
+            return cls(dim=lm["dim"], num_heads=lm["num_heads"], num_layers=lm["num_layers"],
+                       hidden_scale=lm.get("hidden_scale", 4), n_q=lm["n_q"], card=lm["card"], delays=list(delays),
+                       segment_duration=cfg["dataset"]["segment_duration"], frame_rate=frame_rate,
+                       cfg_dropout=cfg_section.get("training_dropout", 0.3),
+                       cfg_coef=cfg_section.get("inference_coef", 3.0),
+                       conditioner=_conditioner_from_xp_cfg(conditioners["description"]))
+        except KeyError as exc:
+            raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
+
+    def to_xp_cfg(self) -> dict:
+        """An ``xp.cfg`` (dict) laid out as audiocraft's MusicGen exports are (musicgen_lm.yaml +
+        text2music.yaml), which audiocraft and :meth:`from_xp_cfg` read back."""
+        c = self.conditioner
+        if c.model == "t5":
+            cond = {"model": "t5", "t5": {"name": c.name, "finetune": False, "word_dropout": c.word_dropout,
+                                          "normalize_text": False}}
+        elif c.model == "sentence":
+            from ..conditioning.sentence import SENTENCE_DIMS
+            cond = {"model": "sentence", "sentence": {"name": c.name, "word_dropout": c.word_dropout,
+                                                      "dim": SENTENCE_DIMS.get(c.name, c.text_dim)}}
+        else:
+            cond = {"model": "lut", "lut": {"n_bins": c.n_bins, "dim": c.text_dim, "tokenizer": "whitespace"}}
+        return {
+            "lm_model": "transformer_lm", "device": "cpu", "dtype": "float32",
+            "transformer_lm": {
+                "dim": self.dim, "num_heads": self.num_heads, "num_layers": self.num_layers,
+                "hidden_scale": self.hidden_scale, "n_q": self.n_q, "card": self.card, "dropout": 0.0,
+                "emb_lr": None, "activation": "gelu", "norm_first": True, "bias_ff": False, "bias_attn": False,
+                "bias_proj": False, "past_context": None, "causal": True, "custom": False,
+                "memory_efficient": True, "attention_as_float32": False, "layer_scale": None,
+                "positional_embedding": "sin", "xpos": False, "checkpointing": "none", "weight_init": "gaussian",
+                "depthwise_init": "current", "zero_bias_init": True, "norm": "layer_norm",
+                "cross_attention": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
+                "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False},
+            "codebooks_pattern": {
+                "modeling": "delay",
+                "delay": {"delays": list(self.delays), "flatten_first": 0, "empty_initial": 0},
+                "unroll": {"flattening": list(range(self.n_q)), "delays": [0] * self.n_q},
+                "music_lm": {"group_by": 2},
+                "coarse_first": {"delays": [0] * (self.n_q - 1)}},
+            "classifier_free_guidance": {"training_dropout": self.cfg_dropout, "inference_coef": self.cfg_coef},
+            "attribute_dropout": {},
+            "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [],
+                      "prepend": [], "cross": ["description"], "input_interpolate": []},
+            "conditioners": {"description": cond},
+            "dataset": {"segment_duration": self.segment_duration},
+        }
+
+
+def _conditioner_from_xp_cfg(cond: dict) -> ConditionerConfig:
+    model = cond["model"]
+    if model == "t5":
+        t5 = cond["t5"]
+        return ConditionerConfig(model="t5", name=t5["name"], word_dropout=t5.get("word_dropout", 0.0),
+                                 text_dim=T5_DIMS.get(t5["name"], 768))
+    if model == "sentence":  # this project's extension
+        from ..conditioning.sentence import SENTENCE_DIMS, SENTENCE_PACKAGE
+        sent = cond.get("sentence", {})
+        name = sent.get("name", SENTENCE_PACKAGE)
+        return ConditionerConfig(model="sentence", name=name, word_dropout=sent.get("word_dropout", 0.0),
+                                 text_dim=sent.get("dim", SENTENCE_DIMS.get(name, 384)))
+    if model == "lut":
+        lut = cond["lut"]
+        return ConditionerConfig(model="lut", n_bins=lut["n_bins"], text_dim=lut["dim"])
+    raise CheckpointError(f"unsupported text conditioner {model!r} (expected t5, sentence or lut)")
+
+
+class MusicGenLM(nn.Module):
+    """A causal LM over delay-interleaved codes; parameters named as audiocraft's ``LMModel``."""
+
+    def __init__(self, cfg: MusicGenLMConfig):
+        super().__init__()
+        self.cfg = copy.deepcopy(cfg)
+        self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
+        self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
+        self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True)
+        self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
+        self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
+
+    @property
+    def special_token_id(self) -> int:
+        """The token of empty pattern positions (and the row ``card`` of every embedding)."""
+        return self.cfg.card
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.cfg.n_q
+
+    @property
+    def delays(self) -> list[int]:
+        return list(self.cfg.delays)
+
+    def encode_text(self, texts: list[str | None]) -> torch.Tensor:
+        """texts (None = null) -> cross-attention memory [B, L, D] (padded rows are zeros)."""
+        embeds, _ = self.condition_provider.text.encode(texts)
+        return embeds
+
+    def new_cache(self, max_len: int) -> KVCache:
+        """An empty self-attention cache for up to ``max_len`` sequence steps."""
+        return KVCache(self.cfg.num_layers, max_len)
+
+    def hidden(self, sequence: torch.Tensor, memory: torch.Tensor | None = None,
+               cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+               cache: KVCache | None = None) -> torch.Tensor:
+        """Interleaved sequence [B, K, S] -> normalised hidden states [B, S, D].
+
+        Without ``cache`` the S steps are positions 0..S-1 under a causal mask. With it they follow
+        the ``cache.length`` cached steps (positions and keys continue from there) and the cache grows.
+        No memory means no condition (audiocraft then skips cross-attention, which equals attending
+        to zeros: values are bias-free projections).
+        """
+        B, K, S = sequence.shape
+        if K != self.cfg.n_q:
+            raise ValueError(f"expected {self.cfg.n_q} codebooks, got {K}")
+        past = 0 if cache is None else cache.length
+        x = sum(self.emb[k](sequence[:, k]) for k in range(K))
+        if memory is None and cross_kv is None:  # no condition: as cross-attending to zeros, it adds nothing
+            memory = x.new_zeros(B, 1, self.cfg.dim)
+        x = x + sin_embedding(S, self.cfg.dim, offset=past, device=x.device, dtype=x.dtype)
+        mask = None if S == 1 else causal_mask(S, past, device=x.device)  # one new step sees all the past
+        x = self.transformer(x, memory=memory, cross_kv=cross_kv, attn_mask=mask, cache=cache)
+        return self.out_norm(x)
+
+    def forward(self, sequence: torch.Tensor, memory: torch.Tensor | None = None,
+                cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        """sequence [B, K, S], memory [B, L, D] -> logits [B, K, S, card]; step s predicts step s + 1."""
+        h = self.hidden(sequence, memory, cross_kv, cache)
+        return torch.stack([lin(h) for lin in self.linears], dim=1)
+
+
+def load_musicgen_lm(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+                     t5_path: str | os.PathLike | None = None, frame_rate: int = 50,
+                     dtype: torch.dtype = torch.float32) -> MusicGenLM:
+    """Load a MusicGen LM from ``state_dict.bin`` (a file, a directory holding it, or a hub repo id).
+
+    Weights stored in fp16 are loaded into ``dtype``; ``t5_path`` points the T5 conditioner to a
+    local directory instead of the hub.
+    """
+    path = resolve_file(name_or_path, LM_FILENAME)
+    state, xp_cfg = load_export(path)
+    cfg = MusicGenLMConfig.from_xp_cfg(xp_cfg, frame_rate=frame_rate)
+    proj = state.get("condition_provider.conditioners.description.output_proj.weight")
+    if proj is not None:
+        cfg.conditioner.text_dim = proj.shape[1]
+    if t5_path is not None and cfg.conditioner.model == "t5":
+        cfg.conditioner.path = str(t5_path)
+    model = MusicGenLM(cfg)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not match the architecture its xp.cfg describes: {exc}") from exc
+    return model.to(resolve_device(device)).eval()
