@@ -55,22 +55,45 @@ def cmd_generate(args: argparse.Namespace) -> None:
         raise InputError("give at least one non-empty prompt")
     if args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
+    if not 0.0 <= args.rescore_weight <= 1.0:
+        raise InputError(f"--rescore-weight must be in [0, 1], got {args.rescore_weight}")
+    if args.duration is not None and args.duration <= 0:
+        raise InputError(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.hybrid_ar and args.hybrid_prefix_seconds <= 0:
+        raise InputError(f"--hybrid-prefix-seconds must be > 0, got {args.hybrid_prefix_seconds}")
     out_dir = Path(args.output)
     _check_writable(out_dir)  # fail before spending minutes on generation
 
     model = MAGNeT.get_pretrained(args.model, device=args.device, t5_path=args.t5_path)
+    ar_models: dict = {}
+
+    def load_ar(name: str):  # MusicGen checkpoints, loaded once even if used for both roles
+        if name not in ar_models:
+            from .musicgen import MusicGen
+            ar_models[name] = MusicGen.get_pretrained(name, device=args.device, t5_path=args.t5_path)
+            ar_models[name].set_generation_params(use_sampling=not args.greedy,
+                                                  duration=ar_models[name].max_duration)
+        return ar_models[name]
+
+    hybrid_ar = load_ar(args.hybrid_ar) if args.hybrid_ar else None
     max_cfg, min_cfg = args.cfg
     model.set_generation_params(
         use_sampling=not args.greedy, top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
         max_cfg_coef=max_cfg, min_cfg_coef=min_cfg,
         decoding_steps=args.steps if args.steps is not None else [20, 10, 10, 10][:model.lm.num_codebooks],
-        span_arrangement=args.span_arrangement, span_scoring=args.span_scoring)
+        span_arrangement=args.span_arrangement, span_scoring=args.span_scoring,
+        rescorer=load_ar(args.rescorer) if args.rescorer else None, rescore_weight=args.rescore_weight,
+        duration=args.duration)
     if args.seed is not None:
         torch.manual_seed(args.seed)
     written = []
     for start in range(0, len(prompts), args.batch):
         batch = prompts[start:start + args.batch]
-        wav = model.generate(batch, progress=not args.quiet)
+        if hybrid_ar is not None:
+            wav = model.generate_hybrid(batch, hybrid_ar, prefix_seconds=args.hybrid_prefix_seconds,
+                                        progress=not args.quiet)
+        else:
+            wav = model.generate(batch, progress=not args.quiet)
         for offset, (prompt, audio) in enumerate(zip(batch, wav)):
             stem = out_dir / f"{start + offset:02d}_{slugify(prompt)}"
             path = audio_write(stem, audio.float().cpu(), model.sample_rate, format=args.format,
@@ -109,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--span-scoring", default="max", choices=["max", "prod"])
     gen.add_argument("--batch", type=int, default=4, help="prompts generated together")
     gen.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    gen.add_argument("--duration", type=float, default=None,
+                     help="seconds to generate (default: the model's window); longer durations slide the window, "
+                          "prompting each new one with the previous one's last half")
+    gen.add_argument("--rescorer", metavar="MODEL", default=None,
+                     help="rescore MAGNeT's predictions with this autoregressive MusicGen (hub id or directory, "
+                          "e.g. facebook/musicgen-small; must share the codec)")
+    gen.add_argument("--rescore-weight", type=float, default=0.5, metavar="W",
+                     help="rescorer's share w: token probability = (1 - w) * MAGNeT + w * rescorer")
+    gen.add_argument("--hybrid-ar", metavar="MODEL", default=None,
+                     help="Hybrid-MAGNeT: this MusicGen generates the first --hybrid-prefix-seconds "
+                          "autoregressively, MAGNeT the rest")
+    gen.add_argument("--hybrid-prefix-seconds", type=float, default=3.0, metavar="S",
+                     help="seconds generated autoregressively with --hybrid-ar")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
     from .data.cli import add_subcommands as add_data

@@ -20,8 +20,12 @@ from .audio import convert_audio
 from .codec import load_compression_model
 from .codec.model import EncodecModel
 from .decoding import GenerationParams, generate_codes
+from .decoding.ar import ARGenerationParams
+from .decoding.hybrid import check_pair, generate_hybrid_codes
+from .decoding.rescoring import ARRescorer
 from .errors import CheckpointError, InputError
 from .lm.magnet import MagnetLM
+from .lm.musicgen import MusicGenLM
 from .loaders import CODEC_FILENAME, load_lm_model
 from .utils import resolve_device
 
@@ -47,8 +51,11 @@ class MAGNeT:
         self.name = name
         self.compression_model = compression_model.eval()
         self.lm = lm.eval()
-        self.duration = float(lm.cfg.segment_duration)
+        self.max_duration = float(lm.cfg.segment_duration)  # one window of the LM
+        self.duration = self.max_duration
+        self.extend_stride = self.max_duration / 2
         self.generation_params = GenerationParams()
+        self.rescorer: MusicGenLM | None = None
         self._progress_callback: Callable[[int, int], None] | None = None
 
     @property
@@ -86,13 +93,36 @@ class MAGNeT:
                               temperature: float = 3.0, max_cfg_coef: float = 10.0, min_cfg_coef: float = 1.0,
                               decoding_steps: Sequence[int] = (20, 10, 10, 10),
                               span_arrangement: str = "nonoverlap", anneal_temp: bool = True,
-                              span_scoring: str = "max") -> None:
-        """Set the decoding options (see :class:`GenerationParams`); defaults are audiocraft's."""
-        self.generation_params = GenerationParams(
+                              span_scoring: str = "max", rescorer=None, rescore_weight: float = 0.5,
+                              duration: float | None = None, extend_stride: float | None = None) -> None:
+        """Set the decoding options (see :class:`GenerationParams`); defaults are audiocraft's.
+
+        rescorer: an autoregressive model (a :class:`~magnet_audio.MusicGen` or its LM) sharing this
+            model's codec, whose probabilities of the sampled tokens are mixed with MAGNeT's,
+            ``(1 - rescore_weight) * p_MAGNeT + rescore_weight * p_rescorer``, to choose the spans
+            to re-mask (the paper's rescoring). None: plain MAGNeT.
+        duration: seconds to generate (default: the model's window, ``max_duration``). Longer
+            durations slide the window by ``extend_stride`` seconds (default half the window): each
+            new window is prompted with the last ``max_duration - extend_stride`` seconds generated.
+        """
+        params = GenerationParams(
             use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
             max_cfg_coef=max_cfg_coef, min_cfg_coef=min_cfg_coef, decoding_steps=list(decoding_steps),
             span_arrangement=span_arrangement, anneal_temp=anneal_temp, span_scoring=span_scoring,
+            rescore_weight=rescore_weight,
         ).validate(self.lm.num_codebooks)
+        duration = self.max_duration if duration is None else duration
+        extend_stride = self.max_duration / 2 if extend_stride is None else extend_stride
+        if not isinstance(duration, (int, float)) or duration <= 0:
+            raise InputError(f"duration must be a positive number of seconds, got {duration!r}")
+        if duration > self.max_duration and not 0 < extend_stride < self.max_duration:
+            raise InputError(f"extend_stride must be in (0, {self.max_duration}) s (the model's window), "
+                             f"got {extend_stride}")
+        if rescorer is not None:
+            rescorer = _ar_lm(rescorer, "rescorer")
+            check_pair(rescorer, self.lm)
+        self.generation_params, self.rescorer = params, rescorer
+        self.duration, self.extend_stride = float(duration), float(extend_stride)
 
     def set_custom_progress_callback(self, callback: Callable[[int, int], None] | None = None) -> None:
         """Call ``callback(step, total_steps)`` after every decoding step."""
@@ -132,37 +162,108 @@ class MAGNeT:
             codes, _ = self.compression_model.encode(wav.to(self.device))
         return self._generate(descriptions, codes, progress, return_tokens)
 
+    def generate_hybrid(self, descriptions: Sequence[str | None], ar_model, prefix_seconds: float = 3.0,
+                        progress: bool = False, return_tokens: bool = False):
+        """Hybrid-MAGNeT: ``ar_model`` (a :class:`~magnet_audio.MusicGen` sharing this model's codec,
+        with its own generation params) generates the first ``prefix_seconds`` autoregressively,
+        then MAGNeT decodes the rest of the window conditioned on that prefix, which is kept as is."""
+        descriptions = _check_descriptions(descriptions)
+        ar_lm = _ar_lm(ar_model, "ar_model")
+        check_pair(ar_lm, self.lm)
+        params = getattr(ar_model, "generation_params", None)
+        if not isinstance(params, ARGenerationParams):  # a bare LM: audiocraft's MusicGen defaults
+            params = ARGenerationParams()
+        prefix_len = int(prefix_seconds * self.frame_rate)
+        window = int(self.max_duration * self.frame_rate)
+        if not 0 < prefix_len < window:
+            raise InputError(f"prefix_seconds must be in (0, {self.max_duration}) s (the model's window), "
+                             f"got {prefix_seconds}")
+        return self._generate(descriptions, None, progress, return_tokens, hybrid=(ar_lm, params, prefix_len))
+
     def generate_audio(self, codes: torch.Tensor) -> torch.Tensor:
         """Decode codes [B, K, T] to audio [B, C, T * hop]."""
         with torch.no_grad():
             return self.compression_model.decode(codes, None)
 
     def _generate(self, descriptions: list[str | None], prompt: torch.Tensor | None, progress: bool,
-                  return_tokens: bool):
-        max_len = int(self.duration * self.frame_rate)
+                  return_tokens: bool, hybrid: tuple | None = None):
+        """One window (the default), or sliding windows up to ``self.duration``. ``hybrid``:
+        (AR LM, its params, prefix frames) generating the start of the first window."""
+        max_len = int(self.max_duration * self.frame_rate)
         if prompt is not None and prompt.shape[-1] >= max_len:
             raise InputError(f"the prompt ({prompt.shape[-1] / self.frame_rate:.2f} s) must be shorter than "
-                             f"the model's duration ({self.duration:.2f} s)")
-        bar = tqdm(total=sum(self.generation_params.decoding_steps), desc="MAGNeT", unit="step") if progress else None
+                             f"the model's duration ({self.max_duration:.2f} s)")
+        params, B = self.generation_params, len(descriptions)
+        total_len = int(self.duration * self.frame_rate)
+        span = self.lm.cfg.span_len if self.lm.cfg.span_len > 1 and params.span_arrangement == "nonoverlap" else 1
+        window = max_len // span * span  # what one call of generate_codes returns
+        context = (window - int(self.extend_stride * self.frame_rate)) // span * span
+        later = _later_windows(window, total_len, context, span) if self.duration > self.max_duration else []
+        total = sum(params.decoding_steps) * (1 + len(later))
+        if hybrid is not None:
+            ar_lm, _, prefix_len = hybrid
+            total += prefix_len + max(ar_lm.delays) - min(ar_lm.delays)
+        bar = tqdm(total=total, desc="MAGNeT", unit="step") if progress else None
+        count = 0
 
-        def callback(step: int, total: int) -> None:
+        def callback(step: int, _: int) -> None:
+            nonlocal count
+            count += 1
             if bar is not None:
                 bar.update(1)
             if self._progress_callback is not None:
-                self._progress_callback(step, total)
+                self._progress_callback(count, total)
 
         autocast = (torch.autocast(self.device.type, dtype=torch.float16) if self.device.type == "cuda"
                     else contextlib.nullcontext())
         try:
             with torch.no_grad(), autocast:
-                memory = self.lm.encode_text(list(descriptions) + [None] * len(descriptions))
-                codes = generate_codes(self.lm, memory, self.generation_params, max_len, prompt=prompt,
-                                       num_samples=len(descriptions), callback=callback)
+                memory = self.lm.encode_text(list(descriptions) + [None] * B)
+                rescorer = ARRescorer(self.rescorer, descriptions) if self.rescorer is not None else None
+                if hybrid is None:
+                    codes = generate_codes(self.lm, memory, params, max_len, prompt=prompt, num_samples=B,
+                                           callback=callback, rescorer=rescorer)
+                else:
+                    ar_lm, ar_params, prefix_len = hybrid
+                    ar_memory = ar_lm.encode_text(list(descriptions) + [None] * B)
+                    codes = generate_hybrid_codes(ar_lm, ar_memory, ar_params, self.lm, memory, params, prefix_len,
+                                                  max_len, prompt=prompt, num_samples=B, callback=callback,
+                                                  rescorer=rescorer)
+                for gen_len in later:  # long-form: the last `context` frames prompt the next window
+                    new = generate_codes(self.lm, memory, params, gen_len, prompt=codes[..., -context:],
+                                         num_samples=B, callback=callback, rescorer=rescorer)
+                    codes = torch.cat([codes, new[..., context:]], dim=-1)
+                if self.duration < self.max_duration or later:
+                    codes = codes[..., :total_len]
         finally:
             if bar is not None:
                 bar.close()
         wav = self.generate_audio(codes)
         return (wav, codes) if return_tokens else wav
+
+
+def _later_windows(window: int, total_len: int, context: int, span: int) -> list[int]:
+    """Lengths of the windows after the first (which gives ``window`` frames), each prompted with
+    the last ``context`` frames so far, until ``total_len`` frames exist; lengths are multiples
+    of ``span`` so that chunked decoding uses all of them."""
+    if not 0 < context < window:
+        raise InputError(f"the long-form overlap ({context} frames) must be within the window ({window} frames): "
+                         "use a smaller extend_stride")
+    lengths, have = [], window
+    while have < total_len:
+        gen_len = min(window, -(-(context + total_len - have) // span) * span)
+        lengths.append(gen_len)
+        have += gen_len - context
+    return lengths
+
+
+def _ar_lm(model, what: str) -> MusicGenLM:
+    """The autoregressive LM of a MusicGen (or the LM itself)."""
+    lm = model if isinstance(model, MusicGenLM) else getattr(model, "lm", None)
+    if not isinstance(lm, MusicGenLM):
+        raise InputError(f"{what} must be a MusicGen model (magnet_audio.MusicGen) or its LM, "
+                         f"got {type(model).__name__}")
+    return lm
 
 
 def _codec_source(name: str | os.PathLike) -> str:

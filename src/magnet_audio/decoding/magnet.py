@@ -10,6 +10,7 @@ import torch
 
 from ..errors import InputError
 from ..lm.magnet import MagnetLM
+from .rescoring import Rescorer, combine_probs
 from .sampling import sample
 from .schedules import cfg_coef, mask_rates, num_to_mask, temperature
 from .spans import DONT_REMASK, chunk_scores, least_probable_spans
@@ -28,6 +29,8 @@ class GenerationParams:
     decoding_steps: iterative steps per codebook stage.
     span_arrangement: ``nonoverlap`` (aligned chunks of span_len) or ``stride1`` (overlapping spans).
     span_scoring: chunk confidence from the ``max`` token probability or the ``prod`` of them.
+    rescore_weight: with a rescorer (see :mod:`.rescoring`), each sampled token's probability is
+        (1 - w) * MAGNeT's + w * the rescorer's before spans are scored; unused without one.
     """
 
     use_sampling: bool = True
@@ -40,6 +43,7 @@ class GenerationParams:
     span_arrangement: str = "nonoverlap"
     anneal_temp: bool = True
     span_scoring: str = "max"
+    rescore_weight: float = 0.5
 
     def validate(self, num_codebooks: int) -> "GenerationParams":
         """Raise :class:`InputError` on out-of-range values; return self."""
@@ -58,6 +62,8 @@ class GenerationParams:
             raise InputError(f"span_arrangement must be 'nonoverlap' or 'stride1', got {self.span_arrangement!r}")
         if self.span_scoring not in ("max", "prod"):
             raise InputError(f"span_scoring must be 'max' or 'prod', got {self.span_scoring!r}")
+        if not 0.0 <= self.rescore_weight <= 1.0:
+            raise InputError(f"rescore_weight must be in [0, 1], got {self.rescore_weight}")
         self.decoding_steps = [int(s) for s in steps]
         return self
 
@@ -68,13 +74,15 @@ class GenerationParams:
 @torch.no_grad()
 def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: GenerationParams, max_len: int,
                    prompt: torch.Tensor | None = None, num_samples: int | None = None,
-                   callback: ProgressCallback | None = None) -> torch.Tensor:
+                   callback: ProgressCallback | None = None, rescorer: Rescorer | None = None) -> torch.Tensor:
     """Generate codes [B, K, T] (T = max_len, cut to a multiple of span_len for ``nonoverlap``).
 
     memory: cross-attention memory [2B, L, D], the B conditional rows then the B null rows (CFG),
         or None for no guidance.
     prompt: codes [B, K, P] kept fixed at the start (continuation), P < max_len.
     callback: called as callback(step, total_steps) after each step.
+    rescorer: an external model's probabilities of the sampled tokens, mixed into the span scores
+        with ``params.rescore_weight`` (see :mod:`.rescoring`); None for plain MAGNeT.
     """
     params.validate(lm.num_codebooks)
     device = next(lm.parameters()).device
@@ -92,14 +100,14 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
     cross_kv = lm.transformer.cross_kv(memory) if memory is not None else None
     total, done = sum(params.decoding_steps), 0
     for stage, n_steps in enumerate(params.decoding_steps):
-        codes = _generate_stage(lm, codes, stage, n_steps, prompt, cross_kv, params, done, total, callback)
+        codes = _generate_stage(lm, codes, stage, n_steps, prompt, cross_kv, params, done, total, callback, rescorer)
         done += n_steps
     return codes
 
 
 def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int, prompt: torch.Tensor,
                     cross_kv: list | None, params: GenerationParams, done: int, total: int,
-                    callback: ProgressCallback | None) -> torch.Tensor:
+                    callback: ProgressCallback | None, rescorer: Rescorer | None = None) -> torch.Tensor:
     """Fill codebook ``stage`` of codes [B, K, T] in ``n_steps`` steps."""
     B, K, T = codes.shape
     P = prompt.shape[-1]
@@ -146,6 +154,8 @@ def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int,
         stage_seq = torch.where(was_masked, sampled[..., 0], stage_seq)
         codes[:, stage] = stage_seq
         token_probs = torch.gather(score_probs, -1, sampled)[..., 0]  # [B, T]
+        if rescorer is not None:
+            token_probs = combine_probs(token_probs, rescorer(codes, stage), params.rescore_weight)
         if chunked:
             scores = chunk_scores(token_probs, L, params.span_scoring).masked_fill(~picked, DONT_REMASK)
         else:
