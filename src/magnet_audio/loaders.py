@@ -22,18 +22,26 @@ def load_lm_model(name_or_path: str | os.PathLike, device: str | torch.device | 
 
     As audiocraft's loader does, the segment length and span length come from the config's
     ``dataset.segment_duration`` and ``masking.span_len``; the frame rate from the codec.
-    Weights stored in fp16 are loaded into ``dtype``. ``t5_path`` points the T5 conditioner to a
+    """
+    return load_lm(name_or_path, MagnetLMConfig, MagnetLM, device, t5_path, frame_rate, dtype)
+
+
+def load_lm(name_or_path: str | os.PathLike, config_cls, model_cls, device: str | torch.device | None = None,
+            t5_path: str | os.PathLike | None = None, frame_rate: int = 50, dtype: torch.dtype = torch.float32):
+    """Build ``model_cls`` from the ``xp.cfg`` of an audiocraft LM export and load its weights strictly.
+
+    Weights stored in fp16 are loaded into ``dtype``. ``t5_path`` points a T5 conditioner to a
     local directory instead of the hub.
     """
     path = resolve_file(name_or_path, LM_FILENAME)
     state, xp_cfg = load_export(path)
-    cfg = MagnetLMConfig.from_xp_cfg(xp_cfg, frame_rate=frame_rate)
+    cfg = config_cls.from_xp_cfg(xp_cfg, frame_rate=frame_rate)
     proj = state.get("condition_provider.conditioners.description.output_proj.weight")
     if proj is not None:
         cfg.conditioner.text_dim = proj.shape[1]
     if t5_path is not None and cfg.conditioner.model == "t5":
         cfg.conditioner.path = str(t5_path)
-    model = MagnetLM(cfg)
+    model = model_cls(cfg)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)

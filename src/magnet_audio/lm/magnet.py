@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from ..conditioning import ConditionerConfig, ConditionProvider, build_conditioner
-from ..conditioning.t5 import T5_DIMS
 from ..errors import CheckpointError
 from .transformer import Transformer, band_mask, sin_embedding
+from .xp import FUSER, check_fuser, check_transformer_lm, transformer_lm_section
 
 
 @dataclass
@@ -56,35 +56,11 @@ class MagnetLMConfig:
             lm = cfg["transformer_lm"]
             if cfg.get("lm_model") != "transformer_lm_magnet":
                 raise CheckpointError(f"not a MAGNeT LM (lm_model: {cfg.get('lm_model')!r})")
-            expected = {"norm_first": True, "norm": "layer_norm", "activation": "gelu", "positional_embedding": "sin",
-                        "bias_ff": False, "bias_attn": False, "bias_proj": False, "causal": False, "kv_repeat": 1,
-                        "qk_layer_norm": False, "layer_scale": None, "xpos": False}
-            for key, value in expected.items():
-                if lm.get(key, value) != value:
-                    raise CheckpointError(f"unsupported transformer_lm.{key}: {lm.get(key)!r} (expected {value!r})")
+            check_transformer_lm(lm, causal=False)
             if cfg.get("codebooks_pattern", {}).get("modeling", "parallel") != "parallel":
                 raise CheckpointError("unsupported codebooks_pattern (MAGNeT uses 'parallel')")
-            fuser = cfg.get("fuser", {})
-            if fuser.get("cross") != ["description"] or fuser.get("sum") or fuser.get("prepend"):
-                raise CheckpointError(f"unsupported fuser {fuser!r}: only cross-attention to 'description'")
-            cond = cfg["conditioners"]["description"]
-            model = cond["model"]
-            if model == "t5":
-                t5 = cond["t5"]
-                conditioner = ConditionerConfig(model="t5", name=t5["name"], word_dropout=t5.get("word_dropout", 0.0),
-                                                text_dim=T5_DIMS.get(t5["name"], 768))
-            elif model == "sentence":  # this project's extension: a packaged sentence encoder
-                from ..conditioning.sentence import SENTENCE_DIMS, SENTENCE_PACKAGE
-                sent = cond.get("sentence", {})
-                name = sent.get("name", SENTENCE_PACKAGE)
-                conditioner = ConditionerConfig(model="sentence", name=name,
-                                                word_dropout=sent.get("word_dropout", 0.0),
-                                                text_dim=sent.get("dim", SENTENCE_DIMS.get(name, 384)))
-            elif model == "lut":
-                lut = cond["lut"]
-                conditioner = ConditionerConfig(model="lut", n_bins=lut["n_bins"], text_dim=lut["dim"])
-            else:
-                raise CheckpointError(f"unsupported text conditioner {model!r} (expected t5, sentence or lut)")
+            check_fuser(cfg)
+            conditioner = ConditionerConfig.from_xp_cfg(cfg["conditioners"]["description"])
             return cls(dim=lm["dim"], num_heads=lm["num_heads"], num_layers=lm["num_layers"],
                        hidden_scale=lm.get("hidden_scale", 4), n_q=lm["n_q"], card=lm["card"],
                        subcodes_context=lm.get("subcodes_context", 5),
@@ -97,36 +73,18 @@ class MagnetLMConfig:
 
     def to_xp_cfg(self) -> dict:
         """An audiocraft-style ``xp.cfg`` (dict) that audiocraft and :meth:`from_xp_cfg` read back."""
-        c = self.conditioner
-        if c.model == "t5":
-            cond = {"model": "t5", "t5": {"name": c.name, "finetune": False, "word_dropout": c.word_dropout,
-                                          "normalize_text": False}}
-        elif c.model == "sentence":
-            from ..conditioning.sentence import SENTENCE_DIMS
-            cond = {"model": "sentence", "sentence": {"name": c.name, "word_dropout": c.word_dropout,
-                                                      "dim": SENTENCE_DIMS.get(c.name, c.text_dim)}}
-        else:
-            cond = {"model": "lut", "lut": {"n_bins": c.n_bins, "dim": c.text_dim, "tokenizer": "whitespace"}}
+        lm = transformer_lm_section(self.dim, self.num_heads, self.num_layers, self.hidden_scale, self.n_q,
+                                    self.card, causal=False)
+        # audiocraft's loader fills these three in from dataset/masking/the codec
+        lm.update(subcodes_context=self.subcodes_context, compression_model_framerate=0, segment_duration=0,
+                  span_len=-1)
         return {
-            "lm_model": "transformer_lm_magnet", "device": "cpu", "dtype": "float32",
-            "transformer_lm": {
-                "dim": self.dim, "num_heads": self.num_heads, "num_layers": self.num_layers,
-                "hidden_scale": self.hidden_scale, "n_q": self.n_q, "card": self.card, "dropout": 0.0,
-                "emb_lr": None, "activation": "gelu", "norm_first": True, "bias_ff": False, "bias_attn": False,
-                "bias_proj": False, "past_context": None, "causal": False, "custom": False,
-                "memory_efficient": True, "attention_as_float32": False, "layer_scale": None,
-                "positional_embedding": "sin", "xpos": False, "checkpointing": "none", "weight_init": "gaussian",
-                "depthwise_init": "current", "zero_bias_init": True, "norm": "layer_norm",
-                "cross_attention": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
-                "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False,
-                "subcodes_context": self.subcodes_context, "compression_model_framerate": 0,
-                "segment_duration": 0, "span_len": -1},
+            "lm_model": "transformer_lm_magnet", "device": "cpu", "dtype": "float32", "transformer_lm": lm,
             "codebooks_pattern": {"modeling": "parallel", "parallel": {"empty_initial": -1}},
             "classifier_free_guidance": {"training_dropout": self.cfg_dropout, "inference_coef": 3.0},
             "attribute_dropout": {},
-            "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [],
-                      "prepend": [], "cross": ["description"], "input_interpolate": []},
-            "conditioners": {"description": cond},
+            "fuser": dict(FUSER),
+            "conditioners": {"description": self.conditioner.to_xp_cfg()},
             "dataset": {"segment_duration": self.segment_duration},
             "masking": {"span_len": self.span_len},
         }

@@ -16,14 +16,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..checkpoints import load_export, resolve_file
 from ..conditioning import ConditionerConfig, ConditionProvider, build_conditioner
-from ..conditioning.t5 import T5_DIMS
 from ..errors import CheckpointError
-from ..utils import resolve_device
 from .transformer import KVCache, Transformer, causal_mask, sin_embedding
+from .xp import FUSER, check_fuser, check_transformer_lm, transformer_lm_section
 
-LM_FILENAME = "state_dict.bin"
 
 
 @dataclass
@@ -85,12 +82,7 @@ class MusicGenLMConfig:
                     f"this checkpoint is conditioned on audio ('self_wav', model {kind!r}: melody/chroma or "
                     "style conditioning, e.g. facebook/musicgen-melody or musicgen-style), which is not supported; "
                     "use a text-only MusicGen (facebook/musicgen-small, -medium, -large)")
-            expected = {"norm_first": True, "norm": "layer_norm", "activation": "gelu", "positional_embedding": "sin",
-                        "bias_ff": False, "bias_attn": False, "bias_proj": False, "causal": True, "kv_repeat": 1,
-                        "qk_layer_norm": False, "layer_scale": None, "xpos": False, "past_context": None}
-            for key, value in expected.items():
-                if lm.get(key, value) != value:
-                    raise CheckpointError(f"unsupported transformer_lm.{key}: {lm.get(key)!r} (expected {value!r})")
+            check_transformer_lm(lm, causal=True)
             pattern = cfg.get("codebooks_pattern") or {}
             if pattern.get("modeling") != "delay":
                 raise CheckpointError(f"unsupported codebooks_pattern.modeling {pattern.get('modeling')!r} "
@@ -99,9 +91,7 @@ class MusicGenLMConfig:
             delays = delay.get("delays") or list(range(lm["n_q"]))
             if delay.get("flatten_first", 0) or delay.get("empty_initial", 0):
                 raise CheckpointError("unsupported delay pattern: flatten_first and empty_initial must be 0")
-            fuser = cfg.get("fuser", {})
-            if list(fuser.get("cross") or []) != ["description"] or fuser.get("sum") or fuser.get("prepend"):
-                raise CheckpointError(f"unsupported fuser {fuser!r}: only cross-attention to 'description'")
+            check_fuser(cfg)
             if set(conditioners) != {"description"}:
                 raise CheckpointError(f"unsupported conditioners {sorted(conditioners)}: only 'description' (text)")
             cfg_section = cfg.get("classifier_free_guidance", {})
@@ -110,35 +100,17 @@ class MusicGenLMConfig:
                        segment_duration=cfg["dataset"]["segment_duration"], frame_rate=frame_rate,
                        cfg_dropout=cfg_section.get("training_dropout", 0.3),
                        cfg_coef=cfg_section.get("inference_coef", 3.0),
-                       conditioner=_conditioner_from_xp_cfg(conditioners["description"]))
+                       conditioner=ConditionerConfig.from_xp_cfg(conditioners["description"]))
         except KeyError as exc:
             raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
 
     def to_xp_cfg(self) -> dict:
         """An ``xp.cfg`` (dict) laid out as audiocraft's MusicGen exports are (musicgen_lm.yaml +
         text2music.yaml), which audiocraft and :meth:`from_xp_cfg` read back."""
-        c = self.conditioner
-        if c.model == "t5":
-            cond = {"model": "t5", "t5": {"name": c.name, "finetune": False, "word_dropout": c.word_dropout,
-                                          "normalize_text": False}}
-        elif c.model == "sentence":
-            from ..conditioning.sentence import SENTENCE_DIMS
-            cond = {"model": "sentence", "sentence": {"name": c.name, "word_dropout": c.word_dropout,
-                                                      "dim": SENTENCE_DIMS.get(c.name, c.text_dim)}}
-        else:
-            cond = {"model": "lut", "lut": {"n_bins": c.n_bins, "dim": c.text_dim, "tokenizer": "whitespace"}}
         return {
             "lm_model": "transformer_lm", "device": "cpu", "dtype": "float32",
-            "transformer_lm": {
-                "dim": self.dim, "num_heads": self.num_heads, "num_layers": self.num_layers,
-                "hidden_scale": self.hidden_scale, "n_q": self.n_q, "card": self.card, "dropout": 0.0,
-                "emb_lr": None, "activation": "gelu", "norm_first": True, "bias_ff": False, "bias_attn": False,
-                "bias_proj": False, "past_context": None, "causal": True, "custom": False,
-                "memory_efficient": True, "attention_as_float32": False, "layer_scale": None,
-                "positional_embedding": "sin", "xpos": False, "checkpointing": "none", "weight_init": "gaussian",
-                "depthwise_init": "current", "zero_bias_init": True, "norm": "layer_norm",
-                "cross_attention": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
-                "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False},
+            "transformer_lm": transformer_lm_section(self.dim, self.num_heads, self.num_layers, self.hidden_scale,
+                                                     self.n_q, self.card, causal=True),
             "codebooks_pattern": {
                 "modeling": "delay",
                 "delay": {"delays": list(self.delays), "flatten_first": 0, "empty_initial": 0},
@@ -147,29 +119,10 @@ class MusicGenLMConfig:
                 "coarse_first": {"delays": [0] * (self.n_q - 1)}},
             "classifier_free_guidance": {"training_dropout": self.cfg_dropout, "inference_coef": self.cfg_coef},
             "attribute_dropout": {},
-            "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [],
-                      "prepend": [], "cross": ["description"], "input_interpolate": []},
-            "conditioners": {"description": cond},
+            "fuser": dict(FUSER),
+            "conditioners": {"description": self.conditioner.to_xp_cfg()},
             "dataset": {"segment_duration": self.segment_duration},
         }
-
-
-def _conditioner_from_xp_cfg(cond: dict) -> ConditionerConfig:
-    model = cond["model"]
-    if model == "t5":
-        t5 = cond["t5"]
-        return ConditionerConfig(model="t5", name=t5["name"], word_dropout=t5.get("word_dropout", 0.0),
-                                 text_dim=T5_DIMS.get(t5["name"], 768))
-    if model == "sentence":  # this project's extension
-        from ..conditioning.sentence import SENTENCE_DIMS, SENTENCE_PACKAGE
-        sent = cond.get("sentence", {})
-        name = sent.get("name", SENTENCE_PACKAGE)
-        return ConditionerConfig(model="sentence", name=name, word_dropout=sent.get("word_dropout", 0.0),
-                                 text_dim=sent.get("dim", SENTENCE_DIMS.get(name, 384)))
-    if model == "lut":
-        lut = cond["lut"]
-        return ConditionerConfig(model="lut", n_bins=lut["n_bins"], text_dim=lut["dim"])
-    raise CheckpointError(f"unsupported text conditioner {model!r} (expected t5, sentence or lut)")
 
 
 class MusicGenLM(nn.Module):
@@ -239,23 +192,7 @@ class MusicGenLM(nn.Module):
 def load_musicgen_lm(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                      t5_path: str | os.PathLike | None = None, frame_rate: int = 50,
                      dtype: torch.dtype = torch.float32) -> MusicGenLM:
-    """Load a MusicGen LM from ``state_dict.bin`` (a file, a directory holding it, or a hub repo id).
+    """Load a MusicGen LM from ``state_dict.bin`` (a file, a directory holding it, or a hub repo id)."""
+    from ..loaders import load_lm
 
-    Weights stored in fp16 are loaded into ``dtype``; ``t5_path`` points the T5 conditioner to a
-    local directory instead of the hub.
-    """
-    path = resolve_file(name_or_path, LM_FILENAME)
-    state, xp_cfg = load_export(path)
-    cfg = MusicGenLMConfig.from_xp_cfg(xp_cfg, frame_rate=frame_rate)
-    proj = state.get("condition_provider.conditioners.description.output_proj.weight")
-    if proj is not None:
-        cfg.conditioner.text_dim = proj.shape[1]
-    if t5_path is not None and cfg.conditioner.model == "t5":
-        cfg.conditioner.path = str(t5_path)
-    model = MusicGenLM(cfg)
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not match the architecture its xp.cfg describes: {exc}") from exc
-    return model.to(resolve_device(device)).eval()
+    return load_lm(name_or_path, MusicGenLMConfig, MusicGenLM, device, t5_path, frame_rate, dtype)
