@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from tqdm import tqdm
 
-from .audio import convert_audio
 from .codec import load_compression_model
 from .codec.model import EncodecModel
 from .decoding import GenerationParams, generate_codes
 from .decoding.ar import ARGenerationParams
 from .decoding.hybrid import check_pair, generate_hybrid_codes
 from .decoding.rescoring import ARRescorer
-from .errors import CheckpointError, InputError
+from .genmodel import BaseGenModel, check_descriptions, codec_source
+from .errors import InputError
 from .lm.magnet import MagnetLM
 from .lm.musicgen import MusicGenLM
-from .loaders import CODEC_FILENAME, load_lm_model
+from .loaders import load_lm_model
 from .utils import resolve_device
 
 DEFAULT_MODEL = "facebook/magnet-small-10secs"
@@ -37,42 +37,16 @@ OFFICIAL_MODELS = (
 )
 
 
-class MAGNeT:
+class MAGNeT(BaseGenModel):
     """A codec and a MAGNeT LM that generate audio of the LM's segment length from text."""
 
     def __init__(self, name: str, compression_model: EncodecModel, lm: MagnetLM):
-        if lm.cfg.n_q != compression_model.num_codebooks:
-            raise CheckpointError(f"LM models {lm.cfg.n_q} codebooks but the codec has "
-                                  f"{compression_model.num_codebooks}")
-        if lm.cfg.card != compression_model.cardinality:
-            raise CheckpointError(f"LM vocabulary {lm.cfg.card} != codec codebook size {compression_model.cardinality}")
-        if abs(lm.cfg.frame_rate - compression_model.frame_rate) > 1e-6:
-            raise CheckpointError(f"LM frame rate {lm.cfg.frame_rate} != codec frame rate {compression_model.frame_rate}")
-        self.name = name
-        self.compression_model = compression_model.eval()
-        self.lm = lm.eval()
+        super().__init__(name, compression_model, lm)
         self.max_duration = float(lm.cfg.segment_duration)  # one window of the LM
         self.duration = self.max_duration
         self.extend_stride = self.max_duration / 2
         self.generation_params = GenerationParams()
         self.rescorer: MusicGenLM | None = None
-        self._progress_callback: Callable[[int, int], None] | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.lm.parameters()).device
-
-    @property
-    def sample_rate(self) -> int:
-        return self.compression_model.sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self.compression_model.frame_rate
-
-    @property
-    def audio_channels(self) -> int:
-        return self.compression_model.channels
 
     @staticmethod
     def get_pretrained(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
@@ -84,7 +58,7 @@ class MAGNeT:
         local directory with the T5 encoder, for machines that cannot reach the hub.
         """
         device = resolve_device(device)
-        codec = load_compression_model(_codec_source(name), device=device)
+        codec = load_compression_model(codec_source(name), device=device)
         lm = load_lm_model(name, device=device, t5_path=t5_path, frame_rate=int(round(codec.frame_rate)))
         lm.condition_provider.text.load_text_model()
         return MAGNeT(str(name), codec, lm)
@@ -124,50 +98,12 @@ class MAGNeT:
         self.generation_params, self.rescorer = params, rescorer
         self.duration, self.extend_stride = float(duration), float(extend_stride)
 
-    def set_custom_progress_callback(self, callback: Callable[[int, int], None] | None = None) -> None:
-        """Call ``callback(step, total_steps)`` after every decoding step."""
-        self._progress_callback = callback
-
-    def generate(self, descriptions: Sequence[str | None], progress: bool = False,
-                 return_tokens: bool = False):
-        """Audio [B, C, T] for each description (None or "" = unconditional); with
-        ``return_tokens``, also the codes [B, K, T']."""
-        descriptions = _check_descriptions(descriptions)
-        return self._generate(descriptions, None, progress, return_tokens)
-
-    def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False):
-        """``num_samples`` clips with no text condition."""
-        if not isinstance(num_samples, int) or num_samples < 1:
-            raise InputError(f"num_samples must be a positive integer, got {num_samples!r}")
-        return self._generate([None] * num_samples, None, progress, return_tokens)
-
-    def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int,
-                              descriptions: Sequence[str | None] | None = None, progress: bool = False,
-                              return_tokens: bool = False):
-        """Continue audio ``prompt`` [B, C, T] (or [C, T]) at ``prompt_sample_rate``; the prompt's
-        tokens are kept and the rest of the model's duration is generated."""
-        if not torch.is_tensor(prompt) or prompt.dim() not in (2, 3) or prompt.shape[-1] == 0:
-            raise InputError("prompt must be a non-empty audio tensor [B, C, T] or [C, T]")
-        if not isinstance(prompt_sample_rate, int) or prompt_sample_rate <= 0:
-            raise InputError(f"prompt_sample_rate must be a positive integer, got {prompt_sample_rate!r}")
-        if prompt.dim() == 2:
-            prompt = prompt[None]
-        if descriptions is None:
-            descriptions = [None] * prompt.shape[0]
-        descriptions = _check_descriptions(descriptions)
-        if len(descriptions) != prompt.shape[0]:
-            raise InputError(f"{len(descriptions)} descriptions for {prompt.shape[0]} prompts")
-        wav = convert_audio(prompt.float(), prompt_sample_rate, self.sample_rate, self.audio_channels)
-        with torch.no_grad():
-            codes, _ = self.compression_model.encode(wav.to(self.device))
-        return self._generate(descriptions, codes, progress, return_tokens)
-
     def generate_hybrid(self, descriptions: Sequence[str | None], ar_model, prefix_seconds: float = 3.0,
                         progress: bool = False, return_tokens: bool = False):
         """Hybrid-MAGNeT: ``ar_model`` (a :class:`~magnet_audio.MusicGen` sharing this model's codec,
         with its own generation params) generates the first ``prefix_seconds`` autoregressively,
         then MAGNeT decodes the rest of the window conditioned on that prefix, which is kept as is."""
-        descriptions = _check_descriptions(descriptions)
+        descriptions = check_descriptions(descriptions)
         ar_lm = _ar_lm(ar_model, "ar_model")
         check_pair(ar_lm, self.lm)
         params = getattr(ar_model, "generation_params", None)
@@ -179,11 +115,6 @@ class MAGNeT:
             raise InputError(f"prefix_seconds must be in (0, {self.max_duration}) s (the model's window), "
                              f"got {prefix_seconds}")
         return self._generate(descriptions, None, progress, return_tokens, hybrid=(ar_lm, params, prefix_len))
-
-    def generate_audio(self, codes: torch.Tensor) -> torch.Tensor:
-        """Decode codes [B, K, T] to audio [B, C, T * hop]."""
-        with torch.no_grad():
-            return self.compression_model.decode(codes, None)
 
     def _generate(self, descriptions: list[str | None], prompt: torch.Tensor | None, progress: bool,
                   return_tokens: bool, hybrid: tuple | None = None):
@@ -266,24 +197,4 @@ def _ar_lm(model, what: str) -> MusicGenLM:
     return lm
 
 
-def _codec_source(name: str | os.PathLike) -> str:
-    """The compression checkpoint that goes with a model name or directory."""
-    path = os.path.expanduser(str(name))
-    if os.path.isdir(path):
-        candidate = os.path.join(path, CODEC_FILENAME)
-        if not os.path.isfile(candidate):
-            raise CheckpointError(f"{path} has no {CODEC_FILENAME}")
-        return candidate
-    return str(name)
 
-
-def _check_descriptions(descriptions) -> list[str | None]:
-    if isinstance(descriptions, str) or not isinstance(descriptions, Sequence):
-        raise InputError("descriptions must be a list of strings (or None for unconditional)")
-    descriptions = list(descriptions)
-    if not descriptions:
-        raise InputError("descriptions is empty: give at least one prompt")
-    bad = [d for d in descriptions if d is not None and not isinstance(d, str)]
-    if bad:
-        raise InputError(f"descriptions must be strings or None, got {bad[:3]!r}")
-    return descriptions

@@ -16,18 +16,17 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from tqdm import tqdm
 
-from .audio import convert_audio
 from .codec import load_compression_model
 from .codec.model import EncodecModel
 from .decoding.ar import ARGenerationParams, generate_ar
-from .errors import CheckpointError, InputError
+from .errors import InputError
 from .lm.musicgen import MusicGenLM, load_musicgen_lm
-from .models import _check_descriptions, _codec_source
+from .genmodel import BaseGenModel, check_descriptions, codec_source
 from .utils import resolve_device
 
 DEFAULT_MODEL = "facebook/musicgen-small"
@@ -37,42 +36,15 @@ _SHORT_NAMES = {"small": "facebook/musicgen-small", "medium": "facebook/musicgen
                 "style": "facebook/musicgen-style"}
 
 
-class MusicGen:
+class MusicGen(BaseGenModel):
     """A codec and an autoregressive LM that generate audio of any length from text."""
 
     def __init__(self, name: str, compression_model: EncodecModel, lm: MusicGenLM,
                  max_duration: float | None = None):
-        if lm.cfg.n_q != compression_model.num_codebooks:
-            raise CheckpointError(f"LM models {lm.cfg.n_q} codebooks but the codec has "
-                                  f"{compression_model.num_codebooks}")
-        if lm.cfg.card != compression_model.cardinality:
-            raise CheckpointError(f"LM vocabulary {lm.cfg.card} != codec codebook size {compression_model.cardinality}")
-        if abs(lm.cfg.frame_rate - compression_model.frame_rate) > 1e-6:
-            raise CheckpointError(f"LM frame rate {lm.cfg.frame_rate} != codec frame rate "
-                                  f"{compression_model.frame_rate}")
-        self.name = name
-        self.compression_model = compression_model.eval()
-        self.lm = lm.eval()
+        super().__init__(name, compression_model, lm)
         self.max_duration = float(lm.cfg.segment_duration if max_duration is None else max_duration)
-        self._progress_callback: Callable[[int, int], None] | None = None
         # audiocraft starts at 15 s; a model with a shorter segment starts at its segment.
         self.set_generation_params(duration=min(15.0, self.max_duration))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.lm.parameters()).device
-
-    @property
-    def sample_rate(self) -> int:
-        return self.compression_model.sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self.compression_model.frame_rate
-
-    @property
-    def audio_channels(self) -> int:
-        return self.compression_model.channels
 
     @staticmethod
     def get_pretrained(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
@@ -90,7 +62,7 @@ class MusicGen:
         device = resolve_device(device)
         # The LM first: its config says whether the checkpoint is supported at all (melody is not).
         lm = load_musicgen_lm(name, device=device, t5_path=t5_path)
-        codec = load_compression_model(_codec_source(name), device=device)
+        codec = load_compression_model(codec_source(name), device=device)
         lm.cfg.frame_rate = int(round(codec.frame_rate))  # as audiocraft, the codec sets the frame rate
         lm.condition_provider.text.load_text_model()
         return MusicGen(name, codec, lm)
@@ -119,47 +91,6 @@ class MusicGen:
         self.duration = float(duration)
         self.extend_stride = float(extend_stride)
 
-    def set_custom_progress_callback(self, callback: Callable[[int, int], None] | None = None) -> None:
-        """Call ``callback(generated_steps, total_steps)`` after every step."""
-        self._progress_callback = callback
-
-    def generate(self, descriptions: Sequence[str | None], progress: bool = False, return_tokens: bool = False):
-        """Audio [B, C, T] for each description (None = unconditional); with ``return_tokens`` also codes."""
-        descriptions = _check_descriptions(descriptions)
-        return self._generate(descriptions, None, progress, return_tokens)
-
-    def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False):
-        """``num_samples`` clips with no text condition."""
-        if not isinstance(num_samples, int) or num_samples < 1:
-            raise InputError(f"num_samples must be a positive integer, got {num_samples!r}")
-        return self._generate([None] * num_samples, None, progress, return_tokens)
-
-    def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int,
-                              descriptions: Sequence[str | None] | None = None, progress: bool = False,
-                              return_tokens: bool = False):
-        """Continue audio ``prompt`` [B, C, T] (or [C, T]) up to ``duration`` seconds in all
-        (the prompt included, as in audiocraft)."""
-        codes = self.encode_prompt(prompt, prompt_sample_rate)
-        if descriptions is None:
-            descriptions = [None] * codes.shape[0]
-        descriptions = _check_descriptions(descriptions)
-        if len(descriptions) != codes.shape[0]:
-            raise InputError(f"{len(descriptions)} descriptions for {codes.shape[0]} prompts")
-        return self._generate(descriptions, codes, progress, return_tokens)
-
-    def encode_prompt(self, prompt: torch.Tensor, prompt_sample_rate: int) -> torch.Tensor:
-        """Audio [B, C, T] or [C, T] at any rate -> codes [B, K, T'] of this model's codec."""
-        if not torch.is_tensor(prompt) or prompt.dim() not in (2, 3) or prompt.shape[-1] == 0:
-            raise InputError("prompt must be a non-empty audio tensor [B, C, T] or [C, T]")
-        if not isinstance(prompt_sample_rate, int) or prompt_sample_rate <= 0:
-            raise InputError(f"prompt_sample_rate must be a positive integer, got {prompt_sample_rate!r}")
-        if prompt.dim() == 2:
-            prompt = prompt[None]
-        wav = convert_audio(prompt.float(), prompt_sample_rate, self.sample_rate, self.audio_channels)
-        with torch.no_grad():
-            codes, _ = self.compression_model.encode(wav.to(self.device))
-        return codes
-
     def _windows(self, total_len: int, prompt_len: int, stride: int) -> list[tuple[int, int]]:
         """(frames, prompt frames) of each generation window, as audiocraft's long-form loop makes them."""
         fr = self.frame_rate
@@ -172,15 +103,10 @@ class MusicGen:
             prompt_len, offset = length - stride, offset + stride
         return windows
 
-    def generate_audio(self, codes: torch.Tensor) -> torch.Tensor:
-        """Decode codes [B, K, T] to audio [B, C, T * hop]."""
-        with torch.no_grad():
-            return self.compression_model.decode(codes, None)
-
     def generate_tokens(self, descriptions: Sequence[str | None], prompt: torch.Tensor | None = None,
                         progress: bool = False) -> torch.Tensor:
         """Codes [B, K, duration * frame_rate] (prompt codes [B, K, P] included), without decoding."""
-        descriptions = _check_descriptions(descriptions)
+        descriptions = check_descriptions(descriptions)
         bar = tqdm(desc="MusicGen", unit="step") if progress else None
         try:
             return self._generate_tokens(descriptions, prompt, bar)

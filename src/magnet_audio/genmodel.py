@@ -1,0 +1,118 @@
+"""What MAGNeT and MusicGen share: a codec + LM pair, audiocraft's generation entry points."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+import torch
+
+from .audio import convert_audio
+from .codec.model import EncodecModel
+from .errors import CheckpointError, InputError
+from .loaders import CODEC_FILENAME
+
+
+class BaseGenModel:
+    """A codec and a language model over its codes; subclasses implement :meth:`_generate`."""
+
+    def __init__(self, name: str, compression_model: EncodecModel, lm: torch.nn.Module):
+        if lm.cfg.n_q != compression_model.num_codebooks:
+            raise CheckpointError(f"LM models {lm.cfg.n_q} codebooks but the codec has "
+                                  f"{compression_model.num_codebooks}")
+        if lm.cfg.card != compression_model.cardinality:
+            raise CheckpointError(f"LM vocabulary {lm.cfg.card} != codec codebook size {compression_model.cardinality}")
+        if abs(lm.cfg.frame_rate - compression_model.frame_rate) > 1e-6:
+            raise CheckpointError(f"LM frame rate {lm.cfg.frame_rate} != codec frame rate {compression_model.frame_rate}")
+        self.name = name
+        self.compression_model = compression_model.eval()
+        self.lm = lm.eval()
+        self._progress_callback: Callable[[int, int], None] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.lm.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        return self.compression_model.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.compression_model.frame_rate
+
+    @property
+    def audio_channels(self) -> int:
+        return self.compression_model.channels
+
+    def set_custom_progress_callback(self, callback: Callable[[int, int], None] | None = None) -> None:
+        """Call ``callback(step, total_steps)`` after every decoding step."""
+        self._progress_callback = callback
+
+    def generate(self, descriptions: Sequence[str | None], progress: bool = False, return_tokens: bool = False):
+        """Audio [B, C, T] for each description (None or "" = unconditional); with
+        ``return_tokens``, also the codes [B, K, T']."""
+        return self._generate(check_descriptions(descriptions), None, progress, return_tokens)
+
+    def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False):
+        """``num_samples`` clips with no text condition."""
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise InputError(f"num_samples must be a positive integer, got {num_samples!r}")
+        return self._generate([None] * num_samples, None, progress, return_tokens)
+
+    def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int,
+                              descriptions: Sequence[str | None] | None = None, progress: bool = False,
+                              return_tokens: bool = False):
+        """Continue audio ``prompt`` [B, C, T] (or [C, T]) at ``prompt_sample_rate``: the prompt's
+        tokens are kept and the rest is generated."""
+        codes = self.encode_prompt(prompt, prompt_sample_rate)
+        descriptions = check_descriptions([None] * codes.shape[0] if descriptions is None else descriptions)
+        if len(descriptions) != codes.shape[0]:
+            raise InputError(f"{len(descriptions)} descriptions for {codes.shape[0]} prompts")
+        return self._generate(descriptions, codes, progress, return_tokens)
+
+    def encode_prompt(self, prompt: torch.Tensor, prompt_sample_rate: int) -> torch.Tensor:
+        """Audio [B, C, T] or [C, T] at any rate -> codes [B, K, T'] of this model's codec."""
+        if not torch.is_tensor(prompt) or prompt.dim() not in (2, 3) or prompt.shape[-1] == 0:
+            raise InputError("prompt must be a non-empty audio tensor [B, C, T] or [C, T]")
+        if not isinstance(prompt_sample_rate, int) or prompt_sample_rate <= 0:
+            raise InputError(f"prompt_sample_rate must be a positive integer, got {prompt_sample_rate!r}")
+        if prompt.dim() == 2:
+            prompt = prompt[None]
+        wav = convert_audio(prompt.float(), prompt_sample_rate, self.sample_rate, self.audio_channels)
+        with torch.no_grad():
+            codes, _ = self.compression_model.encode(wav.to(self.device))
+        return codes
+
+    def generate_audio(self, codes: torch.Tensor) -> torch.Tensor:
+        """Decode codes [B, K, T] to audio [B, C, T * hop]."""
+        with torch.no_grad():
+            return self.compression_model.decode(codes, None)
+
+    def _generate(self, descriptions: list[str | None], prompt: torch.Tensor | None, progress: bool,
+                  return_tokens: bool):
+        raise NotImplementedError
+
+
+def codec_source(name: str | os.PathLike) -> str:
+    """The compression checkpoint that goes with a model name or directory."""
+    path = os.path.expanduser(str(name))
+    if os.path.isdir(path):
+        candidate = os.path.join(path, CODEC_FILENAME)
+        if not os.path.isfile(candidate):
+            raise CheckpointError(f"{path} has no {CODEC_FILENAME}")
+        return candidate
+    return str(name)
+
+
+def check_descriptions(descriptions) -> list[str | None]:
+    """A non-empty list of strings or None; anything else is an :class:`InputError`."""
+    if isinstance(descriptions, str) or not isinstance(descriptions, Sequence):
+        raise InputError("descriptions must be a list of strings (or None for unconditional)")
+    descriptions = list(descriptions)
+    if not descriptions:
+        raise InputError("descriptions is empty: give at least one prompt")
+    bad = [d for d in descriptions if d is not None and not isinstance(d, str)]
+    if bad:
+        raise InputError(f"descriptions must be strings or None, got {bad[:3]!r}")
+    return descriptions
