@@ -6,48 +6,29 @@ full for stage (codebook) 0 and restricted to |t_q - t_k| <= ``subcodes_context`
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from ..conditioning import ConditionerConfig, ConditionProvider, build_conditioner
+from ..conditioning import ConditionerConfig
 from ..errors import CheckpointError
-from .transformer import Transformer, band_mask, sin_embedding
-from .xp import FUSER, check_fuser, check_transformer_lm, transformer_lm_section
+from .base import (
+    FUSER,
+    CodesLM,
+    LMConfig,
+    check_fuser,
+    check_transformer_lm,
+    transformer_lm_section,
+)
+from .transformer import band_mask, sin_embedding
 
 
 @dataclass
-class MagnetLMConfig:
+class MagnetLMConfig(LMConfig):
     """Architecture and the few training facts generation needs (segment length, span length)."""
 
-    dim: int = 1024
-    num_heads: int = 16
-    num_layers: int = 24
-    hidden_scale: int = 4
-    n_q: int = 4
-    card: int = 2048
     subcodes_context: int = 5
     span_len: int = 3
-    segment_duration: float = 10.0
-    frame_rate: int = 50
-    cfg_dropout: float = 0.3
-    conditioner: ConditionerConfig = field(default_factory=ConditionerConfig)
-
-    @property
-    def max_len(self) -> int:
-        """Frames in one segment (500 for 10 s at 50 Hz)."""
-        return int(self.segment_duration * self.frame_rate)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MagnetLMConfig":
-        d = dict(d)
-        d["conditioner"] = ConditionerConfig(**d.get("conditioner", {}))
-        return cls(**d)
 
     @classmethod
     def from_xp_cfg(cls, cfg: dict, frame_rate: int = 50) -> "MagnetLMConfig":
@@ -90,26 +71,16 @@ class MagnetLMConfig:
         }
 
 
-class MagnetLM(nn.Module):
+class MagnetLM(CodesLM):
     """Parameters are named as in audiocraft's ``MagnetLMModel`` so its state dicts load strictly."""
 
     def __init__(self, cfg: MagnetLMConfig):
-        super().__init__()
-        self.cfg = copy.deepcopy(cfg)
-        self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
-        self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
-        self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True)
-        self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
-        self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
+        super().__init__(cfg)
         self._masks: dict[tuple[int, str], torch.Tensor] = {}
 
     @property
     def mask_id(self) -> int:
         return self.cfg.card
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.cfg.n_q
 
     def attn_mask(self, stage: int, length: int, device: torch.device) -> torch.Tensor | None:
         """None (full attention) for stage 0 or subcodes_context -1; else the band mask [T, T]."""
@@ -120,18 +91,11 @@ class MagnetLM(nn.Module):
             self._masks[key] = band_mask(length, self.cfg.subcodes_context, device)
         return self._masks[key]
 
-    def encode_text(self, texts: list[str | None]) -> torch.Tensor:
-        """texts (None = null) -> cross-attention memory [B, L, D] (padded rows are zeros)."""
-        embeds, _ = self.condition_provider.text.encode(texts)
-        return embeds
-
     def hidden(self, codes: torch.Tensor, stage: int, memory: torch.Tensor | None = None,
                cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
         """codes [B, K, T] -> normalised hidden states [B, T, D] for decoding ``stage``."""
-        B, K, T = codes.shape
-        if K != self.cfg.n_q:
-            raise ValueError(f"expected {self.cfg.n_q} codebooks, got {K}")
-        x = sum(self.emb[k](codes[:, k]) for k in range(K))
+        T = codes.shape[-1]
+        x = self.embed(codes)
         x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)
         x = self.transformer(x, memory=memory, cross_kv=cross_kv, attn_mask=self.attn_mask(stage, T, x.device))
         return self.out_norm(x)

@@ -9,22 +9,26 @@ step. Parameter names are audiocraft's ``LMModel`` names (``emb``, ``transformer
 
 from __future__ import annotations
 
-import copy
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
-from ..conditioning import ConditionerConfig, ConditionProvider, build_conditioner
+from ..conditioning import ConditionerConfig
 from ..errors import CheckpointError
-from .transformer import KVCache, Transformer, causal_mask, sin_embedding
-from .xp import FUSER, check_fuser, check_transformer_lm, transformer_lm_section
-
+from .base import (
+    FUSER,
+    CodesLM,
+    LMConfig,
+    check_fuser,
+    check_transformer_lm,
+    transformer_lm_section,
+)
+from .transformer import KVCache, causal_mask, sin_embedding
 
 
 @dataclass
-class MusicGenLMConfig:
+class MusicGenLMConfig(LMConfig):
     """Architecture of an autoregressive LM and the facts generation needs.
 
     delays: the delay of each codebook in the interleaved sequence (MusicGen: [0, 1, 2, 3]).
@@ -32,18 +36,9 @@ class MusicGenLMConfig:
     cfg_coef: the checkpoint's classifier-free guidance coefficient (``inference_coef``).
     """
 
-    dim: int = 1024
-    num_heads: int = 16
-    num_layers: int = 24
-    hidden_scale: int = 4
-    n_q: int = 4
-    card: int = 2048
     delays: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     segment_duration: float = 30.0
-    frame_rate: int = 50
-    cfg_dropout: float = 0.3
     cfg_coef: float = 3.0
-    conditioner: ConditionerConfig = field(default_factory=ConditionerConfig)
 
     def __post_init__(self):
         self.delays = [int(d) for d in self.delays]
@@ -51,20 +46,6 @@ class MusicGenLMConfig:
             raise CheckpointError(f"{len(self.delays)} delays for {self.n_q} codebooks")
         if sorted(self.delays) != self.delays or any(d < 0 for d in self.delays):
             raise CheckpointError(f"codebook delays must be non-negative and sorted, got {self.delays}")
-
-    @property
-    def max_len(self) -> int:
-        """Frames in one training segment (1500 for 30 s at 50 Hz)."""
-        return int(self.segment_duration * self.frame_rate)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MusicGenLMConfig":
-        d = dict(d)
-        d["conditioner"] = ConditionerConfig(**d.get("conditioner", {}))
-        return cls(**d)
 
     @classmethod
     def from_xp_cfg(cls, cfg: dict, frame_rate: int = 50) -> "MusicGenLMConfig":
@@ -125,17 +106,11 @@ class MusicGenLMConfig:
         }
 
 
-class MusicGenLM(nn.Module):
+class MusicGenLM(CodesLM):
     """A causal LM over delay-interleaved codes; parameters named as audiocraft's ``LMModel``."""
 
     def __init__(self, cfg: MusicGenLMConfig):
-        super().__init__()
-        self.cfg = copy.deepcopy(cfg)
-        self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
-        self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
-        self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True)
-        self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
-        self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
+        super().__init__(cfg)
 
     @property
     def special_token_id(self) -> int:
@@ -143,17 +118,8 @@ class MusicGenLM(nn.Module):
         return self.cfg.card
 
     @property
-    def num_codebooks(self) -> int:
-        return self.cfg.n_q
-
-    @property
     def delays(self) -> list[int]:
         return list(self.cfg.delays)
-
-    def encode_text(self, texts: list[str | None]) -> torch.Tensor:
-        """texts (None = null) -> cross-attention memory [B, L, D] (padded rows are zeros)."""
-        embeds, _ = self.condition_provider.text.encode(texts)
-        return embeds
 
     def new_cache(self, max_len: int) -> KVCache:
         """An empty self-attention cache for up to ``max_len`` sequence steps."""
@@ -170,10 +136,8 @@ class MusicGenLM(nn.Module):
         to zeros: values are bias-free projections).
         """
         B, K, S = sequence.shape
-        if K != self.cfg.n_q:
-            raise ValueError(f"expected {self.cfg.n_q} codebooks, got {K}")
         past = 0 if cache is None else cache.length
-        x = sum(self.emb[k](sequence[:, k]) for k in range(K))
+        x = self.embed(sequence)
         if memory is None and cross_kv is None:  # no condition: as cross-attending to zeros, it adds nothing
             memory = x.new_zeros(B, 1, self.cfg.dim)
         x = x + sin_embedding(S, self.cfg.dim, offset=past, device=x.device, dtype=x.dtype)

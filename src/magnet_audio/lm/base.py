@@ -1,0 +1,111 @@
+"""What the MAGNeT and MusicGen LMs share: config fields, the module skeleton with audiocraft's
+parameter names, and the common parts of audiocraft's ``xp.cfg``.
+
+Reading an ``xp.cfg`` checks every setting this implementation does not have and refuses it by
+name; writing produces the layout audiocraft's own exports use, so audiocraft reads ours back.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ..conditioning import ConditionerConfig, ConditionProvider, build_conditioner
+from ..errors import CheckpointError
+from .transformer import Transformer
+
+
+@dataclass
+class LMConfig:
+    """Architecture fields every codes LM has (subclasses add their own)."""
+
+    dim: int = 1024
+    num_heads: int = 16
+    num_layers: int = 24
+    hidden_scale: int = 4
+    n_q: int = 4
+    card: int = 2048
+    segment_duration: float = 10.0
+    frame_rate: int = 50
+    cfg_dropout: float = 0.3
+    conditioner: ConditionerConfig = field(default_factory=ConditionerConfig)
+
+    @property
+    def max_len(self) -> int:
+        """Frames in one training segment (500 for 10 s at 50 Hz)."""
+        return int(self.segment_duration * self.frame_rate)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        d = dict(d)
+        d["conditioner"] = ConditionerConfig(**d.get("conditioner", {}))
+        return cls(**d)
+
+
+class CodesLM(nn.Module):
+    """K summed codebook embeddings (``card`` + 1 rows: the last is the mask/special token), a
+    transformer with cross-attention to the text, ``out_norm`` and one head per codebook."""
+
+    def __init__(self, cfg: LMConfig):
+        super().__init__()
+        self.cfg = copy.deepcopy(cfg)
+        self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
+        self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
+        self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True)
+        self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
+        self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.cfg.n_q
+
+    def encode_text(self, texts: list[str | None]) -> torch.Tensor:
+        """texts (None = null) -> cross-attention memory [B, L, D] (padded rows are zeros)."""
+        embeds, _ = self.condition_provider.text.encode(texts)
+        return embeds
+
+    def embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, K, T] -> summed embeddings [B, T, D]."""
+        if codes.shape[1] != self.cfg.n_q:
+            raise ValueError(f"expected {self.cfg.n_q} codebooks, got {codes.shape[1]}")
+        return sum(self.emb[k](codes[:, k]) for k in range(self.cfg.n_q))
+
+FUSER = {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [], "prepend": [],
+         "cross": ["description"], "input_interpolate": []}
+
+
+def check_transformer_lm(lm: dict, causal: bool) -> None:
+    """Refuse ``transformer_lm`` settings other than the official models' (a pre-norm, bias-free,
+    GELU, sinusoidal-position transformer)."""
+    expected = {"norm_first": True, "norm": "layer_norm", "activation": "gelu", "positional_embedding": "sin",
+                "bias_ff": False, "bias_attn": False, "bias_proj": False, "causal": causal, "kv_repeat": 1,
+                "qk_layer_norm": False, "layer_scale": None, "xpos": False, "past_context": None}
+    for key, value in expected.items():
+        if lm.get(key, value) != value:
+            raise CheckpointError(f"unsupported transformer_lm.{key}: {lm.get(key)!r} (expected {value!r})")
+
+
+def check_fuser(cfg: dict) -> None:
+    """Only cross-attention to the text description is supported."""
+    fuser = cfg.get("fuser") or {}
+    if list(fuser.get("cross") or []) != ["description"] or fuser.get("sum") or fuser.get("prepend"):
+        raise CheckpointError(f"unsupported fuser {fuser!r}: only cross-attention to 'description'")
+
+
+def transformer_lm_section(dim: int, num_heads: int, num_layers: int, hidden_scale: int, n_q: int, card: int,
+                           causal: bool) -> dict:
+    """``transformer_lm`` as audiocraft writes it for these architectures."""
+    return {
+        "dim": dim, "num_heads": num_heads, "num_layers": num_layers, "hidden_scale": hidden_scale, "n_q": n_q,
+        "card": card, "dropout": 0.0, "emb_lr": None, "activation": "gelu", "norm_first": True, "bias_ff": False,
+        "bias_attn": False, "bias_proj": False, "past_context": None, "causal": causal, "custom": False,
+        "memory_efficient": True, "attention_as_float32": False, "layer_scale": None, "positional_embedding": "sin",
+        "xpos": False, "checkpointing": "none", "weight_init": "gaussian", "depthwise_init": "current",
+        "zero_bias_init": True, "norm": "layer_norm", "cross_attention": False, "qk_layer_norm": False,
+        "qk_layer_norm_cross": False, "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False}
