@@ -128,10 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (0 disables)")
     gen.add_argument("--top-k", type=int, default=0, help="top-k sampling (used when --top-p is 0)")
     gen.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
-    gen.add_argument("--span-arrangement", default="nonoverlap", choices=["nonoverlap", "stride1"])
-    gen.add_argument("--span-scoring", default="max", choices=["max", "prod"])
+    gen.add_argument("--span-arrangement", default="nonoverlap", choices=["nonoverlap", "stride1"],
+                     help="re-mask aligned 3-frame chunks, or the least probable overlapping spans")
+    gen.add_argument("--span-scoring", default="max", choices=["max", "prod"],
+                     help="span confidence: its most probable token, or the product of its tokens")
     gen.add_argument("--batch", type=int, default=4, help="prompts generated together")
-    gen.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    gen.add_argument("--device", default=None, help="cpu, cuda or mps; None picks the best available")
     gen.add_argument("--duration", type=float, default=None,
                      help="seconds to generate (default: the model's window); longer durations slide the window, "
                           "prompting each new one with the previous one's last half")
