@@ -1,0 +1,423 @@
+"""``magnet eval``: generate (or read) audio for a prompt list, pair it with reference audio, score it.
+
+Steps: :func:`load_prompts` (``.txt`` one prompt a line, or ``.jsonl`` with ``description`` /
+``caption`` / ``text`` / ``prompt`` and optionally the reference clip's ``path``, like the
+``heldout.jsonl`` manifests ``magnet data synth`` writes) -> :func:`attach_references` ->
+:func:`generate_items` or :func:`attach_generated` -> :func:`evaluate` -> :func:`format_table`,
+:func:`write_results` (``results.json`` + ``results.csv``).
+
+FAD compares the set of every reference clip under ``--reference`` with the set of generated clips
+(pairing does not matter); KL compares each generated clip with the reference clip of its prompt;
+CLAP compares each generated clip with its prompt. Every result row names the model that produced
+it; a model that cannot run is a row with status ``unavailable`` and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..audio import audio_read
+from ..errors import InputError
+from . import embeddings as E
+from .clap import clap_score
+from .fad import frechet_audio_distance, gaussian_stats
+from .kl import kld_scores, label_distribution
+
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+PROMPT_KEYS = ("description", "caption", "text", "prompt")
+PATH_KEYS = ("path", "audio", "reference", "file")
+METRICS = ("fad", "kl", "clap")
+DEFAULT_FAD_EMBEDDINGS = ("vggish", "musicnn", "basic-pitch")
+DEFAULT_KL_CLASSIFIERS = ("passt", "musicnn")
+
+
+@dataclass
+class EvalItem:
+    index: int
+    prompt: str
+    reference: Path | None = None
+    generated: Path | None = None
+    ref_hint: str | None = None  # the path the prompt file gave, before resolution
+
+
+@dataclass
+class MetricResult:
+    metric: str
+    backend: str
+    status: str  # ok | unavailable | error
+    value: float | None = None
+    reason: str | None = None
+    details: dict = field(default_factory=dict)
+    backend_info: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+
+def load_prompts(path: str | Path) -> list[EvalItem]:
+    """Prompts from a ``.txt`` (one a line; blank and ``#`` lines skipped) or ``.jsonl`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"prompt file not found: {path}")
+    items: list[EvalItem] = []
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".jsonl", ".json"):
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if isinstance(entry, str):
+                entry = {"description": entry}
+            prompt = next((entry[k] for k in PROMPT_KEYS if isinstance(entry.get(k), str) and entry[k].strip()), None)
+            if prompt is None:
+                raise InputError(f"{path}:{lineno}: no prompt (expected one of {', '.join(PROMPT_KEYS)})")
+            hint = next((str(entry[k]) for k in PATH_KEYS if entry.get(k)), None)
+            items.append(EvalItem(len(items), prompt.strip(), ref_hint=hint))
+    else:
+        for line in text.splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                items.append(EvalItem(len(items), line.strip()))
+    if not items:
+        raise InputError(f"{path} holds no prompts")
+    return items
+
+
+def list_audio(directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"audio directory not found: {directory}")
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTS
+                  and not p.name.startswith("."))
+
+
+def _sidecar_prompt(audio: Path) -> str | None:
+    side = audio.with_suffix(".json")
+    if not side.is_file():
+        return None
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    return next((meta[k].strip() for k in PROMPT_KEYS if isinstance(meta.get(k), str)), None)
+
+
+def _pair_files(items: list[EvalItem], files: list[Path], attr: str, what: str) -> str:
+    """Pair ``files`` with prompts (sidecar .json prompt, then ``NNNNN_`` index prefix, then sorted
+    order when the counts match); returns how they were paired."""
+    by_prompt: dict[str, list[Path]] = {}
+    for f in files:
+        p = _sidecar_prompt(f)
+        if p is not None:
+            by_prompt.setdefault(p, []).append(f)
+    if by_prompt and all(by_prompt.get(it.prompt) for it in items):
+        for it in items:
+            setattr(it, attr, by_prompt[it.prompt].pop(0))
+        return f"{what}: paired by the prompt in each clip's .json sidecar"
+    by_index = {}
+    for f in files:
+        m = re.match(r"^(\d+)[_\-.]", f.name)
+        if m:
+            by_index.setdefault(int(m.group(1)), f)
+    if by_index and all(it.index in by_index for it in items) and len(by_index) == len(items):
+        for it in items:
+            setattr(it, attr, by_index[it.index])
+        return f"{what}: paired by the index prefix of the file names"
+    if len(files) == len(items):
+        for it, f in zip(items, files):
+            setattr(it, attr, f)
+        return f"{what}: paired by sorted file order (same count as prompts)"
+    raise InputError(f"cannot pair {len(files)} {what} file(s) with {len(items)} prompts: give a .jsonl prompt "
+                     f"file with a 'path' per prompt, .json sidecars with the prompt, or one file per prompt")
+
+
+def attach_references(items: list[EvalItem], reference_dir: str | Path | None, prompt_file: str | Path) -> str:
+    """Resolve each prompt's reference clip; returns a note on how, or raises :class:`InputError`."""
+    base = Path(prompt_file).parent
+    if any(it.ref_hint for it in items):
+        missing = []
+        for it in items:
+            if not it.ref_hint:
+                missing.append(it.prompt)
+                continue
+            hint = Path(it.ref_hint)
+            candidates = [hint] if hint.is_absolute() else []
+            if reference_dir is not None:
+                candidates += [Path(reference_dir) / hint, Path(reference_dir) / hint.name]
+            candidates.append(base / hint)
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                missing.append(it.ref_hint)
+            it.reference = found
+        if missing:
+            raise InputError(f"{len(missing)} reference clip(s) named in {prompt_file} not found "
+                             f"(first: {missing[0]!r}); looked under --reference and next to the prompt file")
+        return "reference: the 'path' of each prompt in the .jsonl"
+    if reference_dir is None:
+        raise InputError("give --reference DIR (or a .jsonl prompt file with a 'path' per prompt)")
+    return _pair_files(items, list_audio(reference_dir), "reference", "reference")
+
+
+def attach_generated(items: list[EvalItem], generated_dir: str | Path) -> str:
+    """Pair prompts with audio already in ``generated_dir`` (its ``generated.jsonl`` first)."""
+    generated_dir = Path(generated_dir)
+    manifest = generated_dir / "generated.jsonl"
+    if manifest.is_file():
+        entries = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+        by_prompt: dict[str, list[Path]] = {}
+        for e in entries:
+            by_prompt.setdefault(e["description"], []).append(generated_dir / e["path"])
+        if all(by_prompt.get(it.prompt) for it in items):
+            for it in items:
+                it.generated = by_prompt[it.prompt].pop(0)
+            missing = [it.generated for it in items if not it.generated.is_file()]
+            if missing:
+                raise InputError(f"{manifest} names missing files (first: {missing[0]})")
+            return "generated: paired by generated.jsonl"
+    return _pair_files(items, list_audio(generated_dir), "generated", "generated")
+
+
+def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, *, device: str | None = None,
+                   t5_path: str | None = None, steps: Sequence[int] | None = None, batch_size: int = 4,
+                   seed: int | None = 0, progress: bool = True) -> dict:
+    """Generate one clip per prompt with MAGNeT into ``out_dir`` (+ ``generated.jsonl``).
+
+    Clips are written with audiocraft's evaluation normalisation (loudness, 14 dB headroom, no
+    compressor). Returns a description of the generation (model, params, seconds)."""
+    import torch
+
+    from ..audio import audio_write
+    from ..models import MAGNeT
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = MAGNeT.get_pretrained(model_name, device=device, t5_path=t5_path)
+    if steps is not None:
+        model.set_generation_params(decoding_steps=list(steps))
+    if seed is not None:
+        torch.manual_seed(seed)
+    start = time.perf_counter()
+    lines = []
+    for lo in range(0, len(items), batch_size):
+        batch = items[lo:lo + batch_size]
+        if progress:
+            print(f"generating {lo + 1}-{lo + len(batch)} of {len(items)}", file=sys.stderr)
+        wav = model.generate([it.prompt for it in batch])
+        for it, audio in zip(batch, wav):
+            stem = out_dir / f"{it.index:05d}_{_slug(it.prompt)}"
+            path = audio_write(stem, audio.float().cpu(), model.sample_rate, strategy="loudness",
+                               loudness_headroom_db=14, loudness_compressor=False, log_clipping=False)
+            it.generated = path
+            lines.append(json.dumps({"path": path.name, "description": it.prompt}, ensure_ascii=False))
+    (out_dir / "generated.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return {"model": model_name, "decoding_steps": list(model.generation_params.decoding_steps),
+            "seed": seed, "seconds": round(time.perf_counter() - start, 2), "sample_rate": model.sample_rate,
+            "duration": model.duration, "device": str(model.device)}
+
+
+def _slug(text: str, max_len: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return slug[:max_len].rstrip("_") or "audio"
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------------
+
+class AudioCache:
+    """Mono float32 audio per (file, rate), read once."""
+
+    def __init__(self):
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def get(self, path: Path, sample_rate: int) -> np.ndarray:
+        key = (str(path), int(sample_rate))
+        if key not in self._cache:
+            wav, _ = audio_read(path, sample_rate=sample_rate, channels=1)
+            self._cache[key] = wav[0].numpy().astype(np.float32)
+        return self._cache[key]
+
+
+def _run(result: MetricResult, backend: E.AudioBackend, fn: Callable[[], None]) -> MetricResult:
+    try:
+        backend.load()
+    except E.Unavailable as exc:
+        result.status, result.reason = "unavailable", exc.reason
+        result.backend_info = {"backend": backend.name, "kind": backend.kind}
+        return result
+    try:
+        fn()
+        result.status = "ok"
+    except (InputError, ValueError, RuntimeError, OSError) as exc:
+        result.status, result.reason = "error", f"{type(exc).__name__}: {exc}"
+    result.backend_info = backend.describe()
+    return result
+
+
+def compute_fad(backend: E.EmbeddingModel, reference: Sequence[Path], generated: Sequence[Path],
+                cache: AudioCache) -> MetricResult:
+    result = MetricResult("fad", backend.name, "error")
+
+    def fn():
+        def embed_all(paths):
+            parts = [backend.embed(backend.prepare(cache.get(p, backend.sample_rate))) for p in paths]
+            parts = [p for p in parts if len(p)]
+            if not parts:
+                raise InputError("no embeddings: the clips are shorter than the model's window")
+            return np.concatenate(parts)
+
+        ref, gen = embed_all(reference), embed_all(generated)
+        result.value = frechet_audio_distance(gaussian_stats(ref), gaussian_stats(gen))
+        dim = ref.shape[1]
+        result.details = {"n_reference_clips": len(reference), "n_generated_clips": len(generated),
+                          "n_reference_embeddings": int(ref.shape[0]), "n_generated_embeddings": int(gen.shape[0]),
+                          "dim": int(dim)}
+        if min(ref.shape[0], gen.shape[0]) <= dim:
+            result.details["warning"] = (f"fewer embeddings than dimensions ({min(ref.shape[0], gen.shape[0])} <= "
+                                         f"{dim}): singular covariance, FAD is biased upward; use more clips")
+
+    return _run(result, backend, fn)
+
+
+def compute_kl(backend: E.Classifier, items: Sequence[EvalItem], cache: AudioCache) -> MetricResult:
+    result = MetricResult("kl", backend.name, "error")
+
+    def fn():
+        pairs = [it for it in items if it.reference is not None and it.generated is not None]
+        if not pairs:
+            raise InputError("no prompt has both a reference and a generated clip")
+
+        def dist(path):
+            logits = backend.segment_logits(backend.prepare(cache.get(path, backend.sample_rate)))
+            if len(logits) == 0:
+                raise InputError(f"{path} is too short for the classifier")
+            return label_distribution(logits)
+
+        gen = np.stack([dist(it.generated) for it in pairs])
+        ref = np.stack([dist(it.reference) for it in pairs])
+        scores = kld_scores(gen, ref)
+        result.value = scores["kld"]
+        result.details = {"kld_pq": scores["kld_pq"], "kld_qp": scores["kld_qp"], "kld_both": scores["kld_both"],
+                          "n_pairs": scores["n"], "n_labels": int(gen.shape[1])}
+
+    return _run(result, backend, fn)
+
+
+def compute_clap(backend: E.TextAudioModel, items: Sequence[EvalItem], cache: AudioCache) -> MetricResult:
+    result = MetricResult("clap", backend.name, "error")
+
+    def fn():
+        done = [it for it in items if it.generated is not None]
+        scores = clap_score(backend, [it.prompt for it in done],
+                            [cache.get(it.generated, backend.sample_rate) for it in done])
+        result.value = scores["clap"]
+        result.details = {"n_clips": scores["n"]}
+
+    return _run(result, backend, fn)
+
+
+def evaluate(items: Sequence[EvalItem], metrics: Sequence[str] = METRICS,
+             fad_embeddings: Sequence[str] = DEFAULT_FAD_EMBEDDINGS,
+             kl_classifiers: Sequence[str] = DEFAULT_KL_CLASSIFIERS, clap_model: str | None = None,
+             reference_set: Sequence[Path] | None = None, backend_options: dict | None = None,
+             progress: bool = False) -> list[MetricResult]:
+    """Score paired items; ``reference_set`` (default: the paired references) is FAD's background set."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise InputError(f"unknown metric(s) {unknown} (known: {', '.join(METRICS)})")
+    opts = dict(backend_options or {})
+    cache = AudioCache()
+    generated = [it.generated for it in items if it.generated is not None]
+    if reference_set is None:
+        reference_set = [it.reference for it in items if it.reference is not None]
+    results: list[MetricResult] = []
+
+    def note(msg):
+        if progress:
+            print(msg, file=sys.stderr)
+
+    if "fad" in metrics:
+        for name in fad_embeddings:
+            note(f"FAD with {name} ...")
+            results.append(compute_fad(E.make_backend(E.EMBEDDINGS, name, "embedding", **opts),
+                                       list(reference_set), generated, cache))
+    if "kl" in metrics:
+        for name in kl_classifiers:
+            note(f"KL with {name} ...")
+            results.append(compute_kl(E.make_backend(E.CLASSIFIERS, name, "classifier", **opts), items, cache))
+    if "clap" in metrics:
+        note("CLAP ...")
+        results.append(compute_clap(E.make_backend(E.CLAP_MODELS, "laion-clap", "text-audio model",
+                                                   **{**opts, "model": clap_model}), items, cache))
+    return results
+
+
+# --------------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------------
+
+def _detail_text(r: MetricResult) -> str:
+    d = r.details
+    if r.metric == "fad":
+        text = f"{d.get('n_reference_clips')} ref / {d.get('n_generated_clips')} gen clips, " \
+               f"{d.get('n_reference_embeddings')}/{d.get('n_generated_embeddings')} x {d.get('dim')}-d"
+        return text + (" (few embeddings: biased)" if "warning" in d else "")
+    if r.metric == "kl":
+        return f"{d.get('n_pairs')} pairs, kld_qp {d.get('kld_qp', 0):.4f}, kld_both {d.get('kld_both', 0):.4f}"
+    if r.metric == "clap":
+        return f"{d.get('n_clips')} clips"
+    return ""
+
+
+def format_table(results: Sequence[MetricResult]) -> str:
+    """A plain-text table: metric, model, value, and details or the reason it is missing."""
+    rows = [("metric", "model", "value", "details")]
+    for r in results:
+        if r.status == "ok":
+            rows.append((r.metric.upper(), f"{r.backend}", f"{r.value:.4f}", _detail_text(r)))
+        else:
+            rows.append((r.metric.upper(), r.backend, r.status.upper(), r.reason or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for k, row in enumerate(rows):
+        lines.append("  ".join(row[i].ljust(widths[i]) for i in range(3)) + "  " + row[3])
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 7)
+    models = {r.backend_info.get("model") for r in results if r.status == "ok" and r.backend_info.get("model")}
+    if models:
+        lines.append("")
+        lines += [f"  {r.metric.upper()}[{r.backend}]: {r.backend_info['model']}" for r in results
+                  if r.status == "ok" and r.backend_info.get("model")]
+    return "\n".join(lines)
+
+
+def write_results(results: Sequence[MetricResult], out_dir: str | Path, meta: dict | None = None) -> tuple[Path, Path]:
+    """``results.json`` (everything) and ``results.csv`` (one row per metric and model)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {**(meta or {}), "results": [asdict(r) for r in results]}
+    json_path = out_dir / "results.json"
+    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    csv_path = out_dir / "results.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["metric", "backend", "status", "value", "model", "weights", "reason", "details"])
+        for r in results:
+            writer.writerow([r.metric, r.backend, r.status, "" if r.value is None else repr(float(r.value)),
+                             r.backend_info.get("model", ""), r.backend_info.get("weights", ""), r.reason or "",
+                             json.dumps(r.details, default=str)])
+    return json_path, csv_path
