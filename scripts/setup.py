@@ -3,8 +3,9 @@
 
     python3 scripts/setup.py           # the package
     python3 scripts/setup.py --test    # plus everything the test suite exercises: the test and
-                                       # data extras, and the system packages of
-                                       # scripts/install_system_deps.sh (needs root or sudo)
+                                       # data extras, the system packages of
+                                       # scripts/install_system_deps.sh (needs root or sudo), and
+                                       # the light evaluation models (install_eval_deps.sh --no-musicnn)
 
 PyTorch is installed first, pinned (MAGNET_TORCH, default torch==2.13.0), so that pip does not
 pick an unrelated multi-GB build to satisfy a range. Needs only Python >= 3.10.
@@ -52,6 +53,8 @@ def main() -> int:
         run(*pip, TORCH)
     print(f"[setup] installing magnet-audio{extras}", file=sys.stderr)
     run(*pip, "-e", f"{ROOT}{extras}")
+    if args.test:
+        run("bash", str(ROOT / "scripts" / "install_eval_deps.sh"), "--no-musicnn")
     stamp.write_text(want)
     return 0
 

@@ -150,7 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
     from .data.cli import add_subcommands as add_data
+    from .evaluation.cli import add_bench_generate
+    from .evaluation.cli import add_subcommands as add_eval
+
     add_data(sub)
+    add_eval(sub)
+    bench = sub.add_parser("bench", help="benchmarks: generation latency/throughput",
+                           description="Speed and memory benchmarks (not tests).")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    add_bench_generate(bench_sub)
     return parser
 
 
