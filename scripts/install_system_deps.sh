@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages `magnet data synth` needs: FluidSynth (the synthesizer and the
-# shared library pyfluidsynth loads) and the FluidR3 General MIDI soundfont.
+# shared library pyfluidsynth loads) and the FluidR3 General MIDI soundfont; and, for the
+# `magnet app` browser test (tests/test_app.py), Debian's chromium and chromium-driver.
 #
 #     bash scripts/install_system_deps.sh          # as root, or as a user with sudo
 #
@@ -10,6 +11,7 @@
 set -euo pipefail
 
 PACKAGES=(fluidsynth libfluidsynth3 fluid-soundfont-gm)
+PACKAGES+=(chromium chromium-driver)  # `magnet app`'s end-to-end test: headless Chromium + ChromeDriver
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -2,8 +2,8 @@
 """Create ./.venv and install magnet-audio into it (idempotent; re-run after pulling).
 
     python3 scripts/setup.py           # the package
-    python3 scripts/setup.py --test    # plus everything the test suite exercises: the test and
-                                       # data extras, the system packages of
+    python3 scripts/setup.py --test    # plus everything the test suite exercises: the test, data
+                                       # and app extras, the system packages of
                                        # scripts/install_system_deps.sh (needs root or sudo), and
                                        # the light evaluation models (install_eval_deps.sh --no-musicnn)
 
@@ -40,7 +40,7 @@ def main() -> int:
     if not python.exists():
         print(f"[setup] creating {VENV}", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    extras = "[test,data]" if args.test else ""
+    extras = "[test,data,app]" if args.test else ""
     if args.test:
         run("bash", str(ROOT / "scripts" / "install_system_deps.sh"))
     stamp = VENV / ".magnet-installed"

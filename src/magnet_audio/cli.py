@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Speed and memory benchmarks (not tests).")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     add_bench_generate(bench_sub)
+    from .app import add_subcommands as add_app
+    add_app(sub)
     return parser
 
 
