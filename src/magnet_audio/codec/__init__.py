@@ -11,7 +11,7 @@ from .formats import (
     load_compression_model,
     save_audiocraft_export,
 )
-from .model import EncodecConfig, EncodecModel
+from .model import CodecOutput, EncodecConfig, EncodecModel
 
-__all__ = ["EncodecModel", "EncodecConfig", "load_compression_model", "save_audiocraft_export",
+__all__ = ["EncodecModel", "EncodecConfig", "CodecOutput", "load_compression_model", "save_audiocraft_export",
            "config_from_xp_cfg", "config_to_xp_cfg", "config_from_hf"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -117,6 +118,14 @@ class EncodecConfig:
         return cls(**values)
 
 
+class CodecOutput(NamedTuple):
+    """What :meth:`EncodecModel.forward` returns."""
+
+    audio: torch.Tensor        # reconstruction [B, C, T], the input's length
+    codes: torch.Tensor        # [B, K, ceil(T / hop)], K = the codebooks used (fewer with q_dropout)
+    commit_loss: torch.Tensor  # [] commitment loss of the quantizer (mean over codebooks)
+
+
 class EncodecModel(nn.Module):
     """EnCodec: waveform [B, C, T] <-> codes [B, K, T'] with T' = ceil(T / hop_length).
 
@@ -129,7 +138,10 @@ class EncodecModel(nn.Module):
         self.config = config
         self.encoder = SEANetEncoder(config)
         self.decoder = SEANetDecoder(config)
-        self.quantizer = ResidualVectorQuantizer(config.dimension, config.n_q, config.bins)
+        self.quantizer = ResidualVectorQuantizer(
+            config.dimension, config.n_q, config.bins, q_dropout=config.q_dropout, decay=config.decay,
+            kmeans_init=config.kmeans_init, kmeans_iters=config.kmeans_iters,
+            threshold_ema_dead_code=config.threshold_ema_dead_code)
 
     @property
     def sample_rate(self) -> int:
@@ -160,6 +172,24 @@ class EncodecModel(nn.Module):
 
     def _reference_param(self) -> torch.Tensor:
         return self.quantizer.codebooks[0].embed
+
+    def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:
+        """Autoencode audio [B, C, T] for training: encoder, RVQ (straight-through in training mode,
+        with EMA codebook updates), decoder; the output is trimmed to the input's length.
+
+        A renormalizing codec divides the input by its RMS before encoding and multiplies the output
+        back. ``n_q`` limits the codebooks used (default: all, or a random count with ``q_dropout``).
+        """
+        length = wav.shape[-1]
+        x, scale = wav, None
+        if self.config.renormalize:
+            scale = x.mean(dim=1, keepdim=True).pow(2).mean(dim=2, keepdim=True).sqrt() + 1e-8
+            x = x / scale
+        quantized, codes, commit_loss = self.quantizer(self.encoder(x), n_q=n_q)
+        out = self.decoder(quantized)[..., :length]
+        if scale is not None:
+            out = out * scale
+        return CodecOutput(out, codes, commit_loss)
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
