@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_generate(bench_sub)
     from .app import add_subcommands as add_app
     add_app(sub)
+    from .training.cli import add_bench_train, add_subcommands as add_training
+    add_training(sub)
+    from .training.codec_train import add_subcommands as add_codec_training
+    add_codec_training(sub)
+    add_bench_train(bench_sub)
     return parser
 
 

@@ -1,0 +1,153 @@
+"""``magnet export CKPT OUT_DIR``: a training checkpoint -> a model directory.
+
+OUT_DIR gets two formats of the same model:
+
+* audiocraft's export format, which ``MAGNeT.get_pretrained(OUT_DIR)`` and audiocraft's own
+  ``MAGNeT.get_pretrained`` load: ``state_dict.bin`` = ``{'best_state': LM state dict, 'xp.cfg':
+  YAML string, 'version', 'exported': True}`` and ``compression_state_dict.bin`` (the codec, via
+  :func:`~magnet_audio.codec.save_audiocraft_export`);
+* ours: ``model.safetensors`` (LM weights under ``lm.``, codec weights under ``codec.``) and
+  ``config.json`` (``{"format": "magnet_audio", "lm": ..., "codec": ..., "training": ...}``), read
+  back by :func:`load_safetensors_export`.
+
+The LM weights are the EMA weights when the run kept an EMA (as audiocraft exports them), else the
+raw weights. Every file is written to a temporary name and renamed. A codec training checkpoint
+(``magnet train-codec``) gives ``OUT_DIR/compression_state_dict.bin`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..checkpoints import resolve_file
+from ..errors import CheckpointError, InputError
+from ..lm.magnet import MagnetLM, MagnetLMConfig
+from ..loaders import CODEC_FILENAME, LM_FILENAME
+from .trainer import list_checkpoints, load_checkpoint
+
+SAFETENSORS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "magnet_audio"
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or the last checkpoint of a run folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        found = list_checkpoints(path)
+        if not found and path.name == "checkpoints":
+            found = list_checkpoints(path.parent)
+        if not found:
+            raise CheckpointError(f"{path} holds no training checkpoint (checkpoints/checkpoint_*.pt)")
+        return found[-1][1]
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    return path
+
+
+def checkpoint_weights(ckpt: dict, use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The exported model's state dict: the EMA weights if kept (and ``use_ema``), else the raw ones."""
+    if use_ema and ckpt.get("ema") is not None:
+        return dict(ckpt["ema"]["state"])
+    prefix = f"{ckpt['model_key']}."
+    return {k[len(prefix):]: v for k, v in ckpt["objective"].items() if k.startswith(prefix)}
+
+
+def _save_atomic(write, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # some writers create private files
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True,
+           codec: str | None = None, half: bool = False) -> Path:
+    """Write the model of a MAGNeT training checkpoint (or a run folder's last one) to ``out_dir``.
+
+    codec: the codec to ship (default: the one the run used, recorded in the checkpoint).
+    half: store the LM weights of ``state_dict.bin`` in float16, as the official exports do.
+    Returns ``out_dir``.
+    """
+    from safetensors.torch import save_file
+
+    from .. import __version__
+    from ..codec import load_compression_model, save_audiocraft_export
+
+    path = find_checkpoint(checkpoint)
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("meta") or {}
+    if meta.get("kind") == "codec":  # a `magnet train-codec` run: the codec alone, audiocraft's format
+        from .codec_train import export_codec
+        return export_codec(path, out_dir, use_ema).parent
+    if meta.get("kind") != "magnet":
+        raise CheckpointError(f"{path} is not a MAGNeT LM training checkpoint (kind {meta.get('kind')!r})")
+    lm_cfg = MagnetLMConfig.from_dict(meta["lm_config"])
+    weights = checkpoint_weights(ckpt, use_ema)
+    lm = MagnetLM(lm_cfg)
+    try:
+        lm.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: its weights do not match its LM config: {exc}") from exc
+    codec_name = codec or meta.get("codec")
+    if not codec_name:
+        raise InputError(f"{path} does not record its codec: pass --codec")
+    codec_model = load_compression_model(codec_name, device="cpu")
+    if (codec_model.num_codebooks, codec_model.cardinality) != (lm_cfg.n_q, lm_cfg.card) or \
+            abs(codec_model.frame_rate - lm_cfg.frame_rate) > 1e-6:
+        raise InputError(f"codec {codec_name} ({codec_model.num_codebooks}x{codec_model.cardinality} at "
+                         f"{codec_model.frame_rate} Hz) does not match the LM ({lm_cfg.n_q}x{lm_cfg.card} at "
+                         f"{lm_cfg.frame_rate} Hz)")
+
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype).contiguous()
+             for k, v in lm.state_dict().items()}
+    package = {"best_state": state, "xp.cfg": yaml.safe_dump(lm_cfg.to_xp_cfg(), sort_keys=False),
+               "version": f"magnet_audio {__version__}", "exported": True}
+    _save_atomic(lambda tmp: torch.save(package, tmp), out / LM_FILENAME)
+    _save_atomic(lambda tmp: save_audiocraft_export(codec_model, tmp), out / CODEC_FILENAME)
+
+    tensors = {f"lm.{k}": v.detach().cpu().contiguous().clone() for k, v in lm.state_dict().items()}
+    tensors.update({f"codec.{k}": v.detach().cpu().contiguous().clone() for k, v in codec_model.state_dict().items()})
+    _save_atomic(lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}), out / SAFETENSORS_FILE)
+    config = {"format": FORMAT, "version": __version__, "lm": lm_cfg.to_dict(), "codec": codec_model.config.to_dict(),
+              "training": {"checkpoint": str(path), "step": int(ckpt["step"]),
+                           "ema": bool(use_ema and ckpt.get("ema") is not None)}}
+    _save_atomic(lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"), out / CONFIG_FILE)
+    return out
+
+
+def load_safetensors_export(model_dir: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Our format back: (MagnetLM, EncodecModel) from ``model.safetensors`` + ``config.json``, in eval mode."""
+    from safetensors.torch import load_file
+
+    from ..codec import EncodecConfig, EncodecModel
+
+    config_path = resolve_file(model_dir, CONFIG_FILE)
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {config_path}: {exc}") from exc
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{config_path} is not a magnet_audio model config")
+    tensors = load_file(str(resolve_file(model_dir, SAFETENSORS_FILE)))
+    lm = MagnetLM(MagnetLMConfig.from_dict(config["lm"]))
+    codec = EncodecModel(EncodecConfig.from_dict(config["codec"]))
+    for prefix, module in (("lm.", lm), ("codec.", codec)):
+        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(part, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{model_dir}: weights do not match config.json: {exc}") from exc
+    return lm.to(device).eval(), codec.to(device).eval()
