@@ -230,7 +230,8 @@ def test_objective_generator_and_discriminator_steps():
 
 SR = 16000
 TINY = ["losses.adversarial=false", "model.n_filters=4", "model.dimension=16", "data.segment_duration=0.25",
-        "data.batch_size=8", "optim.lr=3e-3", "log.progress=false", "device=cpu"]
+        "data.batch_size=8", "model.threshold_ema_dead_code=1", "optim.lr=3e-3", "log.progress=false",
+        "device=cpu"]
 TINY_DISC = ["losses.adversarial=true", "losses.discriminator.filters=4", "losses.discriminator.n_ffts=[256,128]",
              "losses.discriminator.hop_lengths=[64,32]", "losses.discriminator.win_lengths=[256,128]"]
 
@@ -258,14 +259,16 @@ def _read_csv(path):
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
-def test_tiny_codec_trains_and_exports(codec_data, tmp_path):
+def test_tiny_codec_trains_and_exports(codec_data, tmp_path, caplog):
     from magnet_audio.training.codec_train import load_codec_config, train_codec
 
     run = tmp_path / "run"
     cfg = load_codec_config("configs/codec_tiny.yaml", [
         f"data.train={codec_data}", f"run_dir={run}", *TINY, "optim.steps=40", "valid.every=10", "log.every=10",
         "checkpoint.every=40", "ema.decay=0.8"])
-    final = train_codec(cfg)
+    with caplog.at_level("WARNING"):
+        final = train_codec(cfg)
+    assert "will count as dead" not in caplog.text
     valid = _read_csv(run / "valid.csv")
     assert [row["step"] for row in valid] == [0, 10, 20, 30, 40]
     first, early, last = valid[0]["recon"], valid[1]["recon"], valid[-1]["recon"]
@@ -295,6 +298,20 @@ def test_tiny_codec_trains_and_exports(codec_data, tmp_path):
     ours, silence = (objective.reconstruction(x, wav)["recon"].item() for x in (recon, torch.zeros_like(wav)))
     print(f"exported codec recon {ours:.4f} vs silence {silence:.4f}")
     assert ours < 0.7 * silence
+
+
+def test_warns_when_most_codewords_would_count_as_dead(codec_data, tmp_path, caplog):
+    """threshold x bins above the latent frames per update (here 2 x 1024 > 8 x 13) makes the EMA count
+    of most words fall below the threshold, so they are replaced every update: warn before training."""
+    from magnet_audio.training.codec_train import load_codec_config, train_codec
+
+    cfg = load_codec_config("configs/codec_tiny.yaml", [
+        f"data.train={codec_data}", f"run_dir={tmp_path / 'run'}", *TINY, "model.bins=1024",
+        "model.threshold_ema_dead_code=2", "model.kmeans_init=false", "optim.steps=1", "valid.every=0",
+        "valid.batches=1"])
+    with caplog.at_level("WARNING"):
+        train_codec(cfg)
+    assert "will count as dead" in caplog.text
 
 
 def test_adversarial_step_resume_and_export_cli(codec_data, tmp_path):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -310,6 +311,12 @@ def _train_codec(cfg: CodecTrainConfig, resume: bool | str, info) -> dict[str, f
         if EncodecConfig.from_dict(ckpt["meta"]["codec_config"]) != codec.config:
             raise CheckpointError("the checkpoint's codec architecture differs from this config's model section")
     c = codec.config
+    rows = cfg.data.batch_size * info.world_size * math.ceil(cfg.data.segment_duration * codec.frame_rate)
+    if c.threshold_ema_dead_code * c.bins > rows:
+        logger.warning("model.threshold_ema_dead_code x model.bins (%g x %d) exceeds the latent frames per update (%d):"
+                       " most codewords will count as dead and be replaced every update, and the codec will not "
+                       "learn. Lower the threshold or the bins, or raise data.batch_size / segment_duration",
+                       c.threshold_ema_dead_code, c.bins, rows)
     items, _ = load_items(cfg.data.train, cfg.data.min_duration)
     if cfg.data.valid:
         train_items, (valid_items, _) = items, load_items(cfg.data.valid, cfg.data.min_duration)
