@@ -5,6 +5,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from magnet_audio import MAGNeT
+from magnet_audio import MAGNeT, load_compression_model
 from magnet_audio.cli import main as cli_main
 from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.errors import CheckpointError, InputError
@@ -30,7 +31,6 @@ from magnet_audio.training.data import (
     load_items,
     make_description,
 )
-from magnet_audio.training.export import load_safetensors_export
 from magnet_audio.training.tokens import TokenCache, TokenCrops, tokenize
 from magnet_audio.training.trainer import (
     EMA,
@@ -360,14 +360,28 @@ def test_export_loads_with_the_public_api(trained_run, tmp_path):
     wav, codes = model.generate(["minor chord on A", None], return_tokens=True)
     assert wav.shape == (2, 1, 48 * 640) and codes.shape == (2, 4, 48) and torch.isfinite(wav).all()
 
-    lm, codec = load_safetensors_export(out)
-    assert all(torch.equal(lm.state_dict()[k], v) for k, v in model.lm.state_dict().items())
+    ours = tmp_path / "ours"  # our format alone: model.safetensors + config.json
+    ours.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(out / name, ours / name)
+    again = MAGNeT.get_pretrained(str(ours), device="cpu")
+    assert all(torch.equal(again.lm.state_dict()[k], v) for k, v in model.lm.state_dict().items())
+    assert all(torch.equal(again.compression_model.state_dict()[k], v)
+               for k, v in model.compression_model.state_dict().items())
+    codec = load_compression_model(str(ours), device="cpu")
     assert all(torch.equal(codec.state_dict()[k], v) for k, v in model.compression_model.state_dict().items())
+    again.set_generation_params(decoding_steps=[3, 2, 2, 2])
+    torch.manual_seed(0)
+    assert torch.equal(again.generate(["minor chord on A", None], return_tokens=True)[1], codes)
 
     half = tmp_path / "half"
     assert cli_main(["export", str(run_dir), str(half), "--half", "--no-ema"]) == 0
     halved = torch.load(half / "state_dict.bin", weights_only=True)["best_state"]
     assert halved["out_norm.weight"].dtype == torch.float16
+    (half / "state_dict.bin").unlink()  # our format, fp16 on disk, loads into float32
+    (half / "compression_state_dict.bin").unlink()
+    loaded = MAGNeT.get_pretrained(str(half), device="cpu")
+    assert loaded.lm.out_norm.weight.dtype == torch.float32
     with pytest.raises(CheckpointError, match="no training checkpoint"):
         from magnet_audio.training.export import export
         export(tmp_path, tmp_path / "x")

@@ -8,6 +8,7 @@ config (``xp.cfg``) as a YAML string, so they load this way.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -17,8 +18,55 @@ import torch
 import yaml
 
 from .errors import CheckpointError
+from .names import resolve_bundled
 
 HUB_CACHE_ENV = "MAGNET_CACHE_DIR"
+
+# Our model format (written by `magnet export`): one safetensors file with the LM weights under
+# ``lm.`` and the codec weights under ``codec.``, and a config.json {"format": "magnet_audio", "lm":
+# MagnetLMConfig dict, "codec": EncodecConfig dict, ...}.
+OUR_FORMAT = "magnet_audio"
+OUR_CONFIG = "config.json"
+OUR_WEIGHTS = "model.safetensors"
+
+def read_our_config(name_or_path: str | os.PathLike, probe_hub: bool = True) -> dict | None:
+    """The ``config.json`` of a model in our format, or None for any other model.
+
+    A local directory is checked for the file; a hub repo is asked for it only if ``probe_hub``
+    (a repo without it, or an unreachable hub, gives None).
+    """
+    path = Path(os.path.expanduser(str(resolve_bundled(name_or_path))))
+    if path.is_dir():
+        file = path / OUR_CONFIG
+        if not file.is_file():
+            return None
+    elif probe_hub and looks_like_hub_id(str(name_or_path)):
+        try:
+            file = _hub_download(str(name_or_path), OUR_CONFIG)
+        except CheckpointError:
+            return None
+    else:
+        return None
+    try:
+        config = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"could not read {file}: {exc}") from exc
+    return config if isinstance(config, dict) and config.get("format") == OUR_FORMAT else None
+
+
+def load_our_weights(name_or_path: str | os.PathLike, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under ``prefix`` (``lm.`` or ``codec.``) of a model in our format, prefix removed."""
+    from safetensors.torch import load_file
+
+    file = resolve_file(name_or_path, OUR_WEIGHTS)
+    try:
+        tensors = load_file(str(file))
+    except Exception as exc:  # safetensors raises several types for a corrupt file
+        raise CheckpointError(f"could not read {file}: {exc}") from exc
+    part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not part:
+        raise CheckpointError(f"{file} holds no weights under {prefix!r}")
+    return part
 
 
 def looks_like_hub_id(name: str) -> bool:
@@ -34,6 +82,7 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str | None = None) -
         name_or_path: a file, a directory holding ``filename``, or a hub repo id.
         filename: the file to look for when ``name_or_path`` is a directory or repo id.
     """
+    name_or_path = resolve_bundled(name_or_path)
     path = Path(os.path.expanduser(str(name_or_path)))
     if path.is_file():
         return path

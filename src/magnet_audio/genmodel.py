@@ -9,6 +9,8 @@ import torch
 
 from .audio import convert_audio
 from .codec.model import EncodecModel
+from .checkpoints import read_our_config
+from .names import resolve_bundled
 from .errors import CheckpointError, InputError
 from .loaders import CODEC_FILENAME
 
@@ -95,13 +97,16 @@ class BaseGenModel:
 
 
 def codec_source(name: str | os.PathLike) -> str:
-    """The compression checkpoint that goes with a model name or directory."""
-    path = os.path.expanduser(str(name))
+    """The compression checkpoint that goes with a model name or directory (or the directory itself
+    for a model in our format, whose codec lives in its safetensors file)."""
+    path = os.path.expanduser(str(resolve_bundled(name)))
     if os.path.isdir(path):
         candidate = os.path.join(path, CODEC_FILENAME)
-        if not os.path.isfile(candidate):
-            raise CheckpointError(f"{path} has no {CODEC_FILENAME}")
-        return candidate
+        if os.path.isfile(candidate):
+            return candidate
+        if read_our_config(path) is not None:
+            return path
+        raise CheckpointError(f"{path} has neither {CODEC_FILENAME} (audiocraft) nor a magnet_audio config.json")
     return str(name)
 
 

@@ -6,9 +6,10 @@ import os
 
 import torch
 
-from .checkpoints import load_export, resolve_file
+from .checkpoints import OUR_WEIGHTS, load_export, load_our_weights, read_our_config, resolve_file
 from .errors import CheckpointError
 from .lm.magnet import MagnetLM, MagnetLMConfig
+from .names import AUDIOCRAFT_REPOS
 from .utils import resolve_device
 
 LM_FILENAME = "state_dict.bin"
@@ -30,15 +31,25 @@ def load_lm(name_or_path: str | os.PathLike, config_cls, model_cls, device: str 
             t5_path: str | os.PathLike | None = None, frame_rate: int = 50, dtype: torch.dtype = torch.float32):
     """Build ``model_cls`` from the ``xp.cfg`` of an audiocraft LM export and load its weights strictly.
 
-    Weights stored in fp16 are loaded into ``dtype``. ``t5_path`` points a T5 conditioner to a
-    local directory instead of the hub.
+    A model in our format (``model.safetensors`` + ``config.json``, see ``magnet export``) is read
+    from its config instead. Weights stored in fp16 are loaded into ``dtype``. ``t5_path`` points a
+    T5 conditioner to a local directory instead of the hub.
     """
-    path = resolve_file(name_or_path, LM_FILENAME)
-    state, xp_cfg = load_export(path)
-    cfg = config_cls.from_xp_cfg(xp_cfg, frame_rate=frame_rate)
-    proj = state.get("condition_provider.conditioners.description.output_proj.weight")
-    if proj is not None:
-        cfg.conditioner.text_dim = proj.shape[1]
+    ours = read_our_config(name_or_path, probe_hub=str(name_or_path) not in AUDIOCRAFT_REPOS)
+    if ours is not None:
+        path = resolve_file(name_or_path, OUR_WEIGHTS)
+        try:
+            cfg = config_cls.from_dict(ours["lm"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{name_or_path}: config.json has no valid 'lm' section: {exc}") from exc
+        state = load_our_weights(name_or_path, "lm.")
+    else:
+        path = resolve_file(name_or_path, LM_FILENAME)
+        state, xp_cfg = load_export(path)
+        cfg = config_cls.from_xp_cfg(xp_cfg, frame_rate=frame_rate)
+        proj = state.get("condition_provider.conditioners.description.output_proj.weight")
+        if proj is not None:
+            cfg.conditioner.text_dim = proj.shape[1]
     if t5_path is not None and cfg.conditioner.model == "t5":
         cfg.conditioner.path = str(t5_path)
     model = model_cls(cfg)

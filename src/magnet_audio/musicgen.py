@@ -27,10 +27,11 @@ from .decoding.ar import ARGenerationParams, generate_ar
 from .errors import InputError
 from .lm.musicgen import MusicGenLM, load_musicgen_lm
 from .genmodel import BaseGenModel, check_descriptions, codec_source
+from .names import MUSICGEN_REPOS
 from .utils import resolve_device
 
 DEFAULT_MODEL = "facebook/musicgen-small"
-OFFICIAL_MODELS = ("facebook/musicgen-small", "facebook/musicgen-medium", "facebook/musicgen-large")
+OFFICIAL_MODELS = MUSICGEN_REPOS
 _SHORT_NAMES = {"small": "facebook/musicgen-small", "medium": "facebook/musicgen-medium",
                 "large": "facebook/musicgen-large", "melody": "facebook/musicgen-melody",
                 "style": "facebook/musicgen-style"}

@@ -5,6 +5,8 @@
   ``encodec``, ``seanet`` and ``rvq`` sections.
 * audiocraft pointer: ``{'pretrained': 'facebook/encodec_32khz', ...}`` naming a Hugging Face
   ``EncodecModel`` repo (or a local directory) to load instead.
+* ours (``magnet export``, :data:`~magnet_audio.checkpoints.OUR_FORMAT`): the ``codec`` section of
+  ``config.json`` and the ``codec.`` tensors of ``model.safetensors``.
 * Hugging Face ``EncodecModel`` directory or repo: ``config.json`` + ``model.safetensors`` (or
   ``pytorch_model.bin``). As audiocraft's ``HFEncodecCompressionModel`` does, it is used with the
   codebooks of its largest target bandwidth: ``n_q = 1000·max(bw) // (ceil(sample_rate / hop) ·
@@ -27,7 +29,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoints import looks_like_hub_id, parse_xp_cfg, resolve_file, safe_load
+from ..checkpoints import OUR_FORMAT, load_our_weights, looks_like_hub_id, parse_xp_cfg, resolve_file, safe_load
+from ..names import resolve_bundled
 from ..errors import CheckpointError, InputError
 from ..utils import resolve_device
 from .model import EncodecConfig, EncodecModel
@@ -204,6 +207,7 @@ def _make_config(values: dict, source) -> EncodecConfig:
 
 
 def _load(name_or_path: str | os.PathLike, follow_pointer: bool) -> EncodecModel:
+    name_or_path = resolve_bundled(name_or_path)
     path = Path(os.path.expanduser(str(name_or_path)))
     if path.is_dir():
         if (path / AUDIOCRAFT_FILENAME).is_file():
@@ -252,6 +256,15 @@ def _load_hf(name_or_dir: str | os.PathLike) -> EncodecModel:
         raise CheckpointError(f"could not read {config_file}: {exc}") from exc
     if not isinstance(hf_cfg, dict):
         raise CheckpointError(f"{config_file}: expected a JSON object")
+    if hf_cfg.get("format") == OUR_FORMAT:  # a magnet_audio model: its codec part
+        if not isinstance(hf_cfg.get("codec"), dict):
+            raise CheckpointError(f"{config_file}: no 'codec' section")
+        try:
+            config = EncodecConfig.from_dict(hf_cfg["codec"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{config_file}: bad 'codec' section: {exc}") from exc
+        state = {k: v.float() for k, v in load_our_weights(name_or_dir, "codec.").items()}
+        return _build(config, state, lambda key: key, config_file)
     config = config_from_hf(hf_cfg, config_file)
     errors = []
     for filename in HF_WEIGHTS:

@@ -112,7 +112,8 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("out_dir", help="output directory")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA weights")
     p.add_argument("--codec", default=None, help="codec to ship (default: the one the run used)")
-    p.add_argument("--half", action="store_true", help="store the LM weights of state_dict.bin in float16")
+    p.add_argument("--half", action="store_true",
+                   help="store the LM weights in float16 (half the size; they load back into float32)")
     p.set_defaults(func=cmd_export)
 
 

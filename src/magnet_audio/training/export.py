@@ -8,7 +8,7 @@ OUT_DIR gets two formats of the same model:
   :func:`~magnet_audio.codec.save_audiocraft_export`);
 * ours: ``model.safetensors`` (LM weights under ``lm.``, codec weights under ``codec.``) and
   ``config.json`` (``{"format": "magnet_audio", "lm": ..., "codec": ..., "training": ...}``), read
-  back by :func:`load_safetensors_export`.
+  back by ``MAGNeT.get_pretrained(OUT_DIR)`` too (the audiocraft files may then be deleted).
 
 The LM weights are the EMA weights when the run kept an EMA (as audiocraft exports them), else the
 raw weights. Every file is written to a temporary name and renamed. A codec training checkpoint
@@ -24,15 +24,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoints import resolve_file
+from ..checkpoints import OUR_CONFIG as CONFIG_FILE, OUR_FORMAT as FORMAT, OUR_WEIGHTS as SAFETENSORS_FILE
 from ..errors import CheckpointError, InputError
 from ..lm.magnet import MagnetLM, MagnetLMConfig
 from ..loaders import CODEC_FILENAME, LM_FILENAME
 from .trainer import list_checkpoints, load_checkpoint
 
-SAFETENSORS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-FORMAT = "magnet_audio"
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -76,7 +73,8 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     """Write the model of a MAGNeT training checkpoint (or a run folder's last one) to ``out_dir``.
 
     codec: the codec to ship (default: the one the run used, recorded in the checkpoint).
-    half: store the LM weights of ``state_dict.bin`` in float16, as the official exports do.
+    half: store the LM weights in float16 (both formats), as the official exports do; they load
+        back into float32.
     Returns ``out_dir``.
     """
     from safetensors.torch import save_file
@@ -118,7 +116,7 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     _save_atomic(lambda tmp: torch.save(package, tmp), out / LM_FILENAME)
     _save_atomic(lambda tmp: save_audiocraft_export(codec_model, tmp), out / CODEC_FILENAME)
 
-    tensors = {f"lm.{k}": v.detach().cpu().contiguous().clone() for k, v in lm.state_dict().items()}
+    tensors = {f"lm.{k}": v.clone() for k, v in state.items()}
     tensors.update({f"codec.{k}": v.detach().cpu().contiguous().clone() for k, v in codec_model.state_dict().items()})
     _save_atomic(lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}), out / SAFETENSORS_FILE)
     config = {"format": FORMAT, "version": __version__, "lm": lm_cfg.to_dict(), "codec": codec_model.config.to_dict(),
@@ -126,28 +124,3 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
                            "ema": bool(use_ema and ckpt.get("ema") is not None)}}
     _save_atomic(lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"), out / CONFIG_FILE)
     return out
-
-
-def load_safetensors_export(model_dir: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Our format back: (MagnetLM, EncodecModel) from ``model.safetensors`` + ``config.json``, in eval mode."""
-    from safetensors.torch import load_file
-
-    from ..codec import EncodecConfig, EncodecModel
-
-    config_path = resolve_file(model_dir, CONFIG_FILE)
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {config_path}: {exc}") from exc
-    if config.get("format") != FORMAT:
-        raise CheckpointError(f"{config_path} is not a magnet_audio model config")
-    tensors = load_file(str(resolve_file(model_dir, SAFETENSORS_FILE)))
-    lm = MagnetLM(MagnetLMConfig.from_dict(config["lm"]))
-    codec = EncodecModel(EncodecConfig.from_dict(config["codec"]))
-    for prefix, module in (("lm.", lm), ("codec.", codec)):
-        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(part, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{model_dir}: weights do not match config.json: {exc}") from exc
-    return lm.to(device).eval(), codec.to(device).eval()
