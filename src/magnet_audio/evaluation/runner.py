@@ -8,8 +8,11 @@ Steps: :func:`load_prompts` (``.txt`` one prompt a line, or ``.jsonl`` with ``de
 
 FAD compares the set of every reference clip under ``--reference`` with the set of generated clips
 (pairing does not matter); KL compares each generated clip with the reference clip of its prompt;
-CLAP compares each generated clip with its prompt. Every result row names the model that produced
-it; a model that cannot run is a row with status ``unavailable`` and the reason.
+CLAP compares each generated clip with its prompt. ``adherence`` scores each generated clip, each
+reference clip and a shuffled pairing against the prompt's ``bpm`` / ``key`` / ``instruments``
+(:mod:`.adherence`); ``codec`` encodes and decodes every reference clip (:mod:`.codec_eval`). Every
+result row names the model that produced it; a model that cannot run is a row with status
+``unavailable`` and the reason.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from .kl import kld_scores, label_distribution
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 PROMPT_KEYS = ("description", "caption", "text", "prompt")
 PATH_KEYS = ("path", "audio", "reference", "file")
-METRICS = ("fad", "kl", "clap")
+METRICS = ("fad", "kl", "clap", "adherence", "codec")
 DEFAULT_FAD_EMBEDDINGS = ("vggish", "musicnn", "basic-pitch")
 DEFAULT_KL_CLASSIFIERS = ("passt", "musicnn")
 
@@ -47,6 +50,7 @@ class EvalItem:
     reference: Path | None = None
     generated: Path | None = None
     ref_hint: str | None = None  # the path the prompt file gave, before resolution
+    meta: dict = field(default_factory=dict)  # the .jsonl row (bpm, key, instruments, ... for adherence)
 
 
 @dataclass
@@ -85,7 +89,7 @@ def load_prompts(path: str | Path) -> list[EvalItem]:
             if prompt is None:
                 raise InputError(f"{path}:{lineno}: no prompt (expected one of {', '.join(PROMPT_KEYS)})")
             hint = next((str(entry[k]) for k in PATH_KEYS if entry.get(k)), None)
-            items.append(EvalItem(len(items), prompt.strip(), ref_hint=hint))
+            items.append(EvalItem(len(items), prompt.strip(), ref_hint=hint, meta=entry))
     else:
         for line in text.splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
@@ -330,12 +334,78 @@ def compute_clap(backend: E.TextAudioModel, items: Sequence[EvalItem], cache: Au
     return _run(result, backend, fn)
 
 
+def compute_adherence(items: Sequence[EvalItem], shuffle_seed: int = 0,
+                      progress: Callable[[str], None] | None = None) -> list[MetricResult]:
+    """One row per :data:`.adherence.MEASURES` entry: ``value`` on the generated clips, ``details`` holding
+    ``generated``, ``reference`` and ``shuffled`` (each ``{"value", "n", ...}``)."""
+    from . import adherence as A
+
+    def rows_with(status: str, reason: str) -> list[MetricResult]:
+        return [MetricResult(m, A.JUDGES[m].split()[0], status, reason=reason) for m in A.MEASURES]
+
+    if not any(k in it.meta for it in items for k in ("bpm", "key", "instruments")):
+        return rows_with("error", "the prompts carry no bpm / key / instruments: give the .jsonl manifest "
+                                  "that magnet data synth writes")
+    try:
+        report = A.adherence_report([it.meta for it in items], [it.generated for it in items],
+                                    [it.reference for it in items], shuffle_seed=shuffle_seed, progress=progress)
+    except E.Unavailable as exc:
+        return rows_with("unavailable", exc.reason)
+    except ImportError as exc:
+        return rows_with("unavailable", f"{exc} ({E.EVAL_INSTALL_HINT})")
+    results = []
+    for measure, by_condition in report["measures"].items():
+        value = by_condition.get("generated", {}).get("value")
+        results.append(MetricResult(
+            measure, A.JUDGES[measure].split()[0], "ok" if value is not None else "error", value=value,
+            reason=None if value is not None else "no generated clip has the metadata this measure needs",
+            details={**by_condition, "shuffle_seed": shuffle_seed},
+            backend_info={"backend": A.JUDGES[measure].split()[0], "kind": "adherence judge",
+                          "model": A.JUDGES[measure],
+                          **({"weights": report["weights"]} if "basic-pitch" in A.JUDGES[measure] else {})}))
+    return results
+
+
+def compute_codec(codec_name: str | None, paths: Sequence[Path], device: str = "cpu",
+                  progress: Callable[[str], None] | None = None) -> list[MetricResult]:
+    """Two rows, ``codec_si_snr`` (dB) and ``codec_mel`` (multi-scale log-mel L1), each the mean over the
+    reference clips with the standard deviation in ``details``."""
+    from ..codec import load_compression_model
+    from ..errors import MagnetError
+    from .codec_eval import codec_report
+
+    rows = [MetricResult("codec_si_snr", "codec", "error"), MetricResult("codec_mel", "codec", "error")]
+    if codec_name is None:
+        for r in rows:
+            r.reason = "no codec given (--codec)"
+        return rows
+    try:
+        codec = load_compression_model(codec_name, device=device)
+    except (MagnetError, OSError) as exc:
+        for r in rows:
+            r.status, r.reason = "unavailable", f"cannot load codec {codec_name}: {exc}"
+        return rows
+    try:
+        report = codec_report(codec, list(paths), progress=progress)
+    except (InputError, ValueError, RuntimeError, OSError) as exc:
+        for r in rows:
+            r.reason = f"{type(exc).__name__}: {exc}"
+        return rows
+    shared = {k: report[k] for k in ("n_clips", "sample_rate", "channels", "n_codebooks", "frame_rate")}
+    for r, key in zip(rows, ("si_snr_db", "mel_distance")):
+        r.status, r.value = "ok", report[key]["mean"]
+        r.details = {"std": report[key]["std"], **shared}
+        r.backend_info = {"backend": "codec", "kind": "codec", "model": str(codec_name)}
+    return rows
+
+
 def evaluate(items: Sequence[EvalItem], metrics: Sequence[str] = METRICS,
              fad_embeddings: Sequence[str] = DEFAULT_FAD_EMBEDDINGS,
              kl_classifiers: Sequence[str] = DEFAULT_KL_CLASSIFIERS, clap_model: str | None = None,
              reference_set: Sequence[Path] | None = None, backend_options: dict | None = None,
-             progress: bool = False) -> list[MetricResult]:
-    """Score paired items; ``reference_set`` (default: the paired references) is FAD's background set."""
+             codec_model: str | None = None, shuffle_seed: int = 0, progress: bool = False) -> list[MetricResult]:
+    """Score paired items; ``reference_set`` (default: the paired references) is FAD's background set and
+    the clips the ``codec`` metric reconstructs with ``codec_model``."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise InputError(f"unknown metric(s) {unknown} (known: {', '.join(METRICS)})")
@@ -363,6 +433,13 @@ def evaluate(items: Sequence[EvalItem], metrics: Sequence[str] = METRICS,
         note("CLAP ...")
         results.append(compute_clap(E.make_backend(E.CLAP_MODELS, "laion-clap", "text-audio model",
                                                    **{**opts, "model": clap_model}), items, cache))
+    if "adherence" in metrics:
+        note("adherence (librosa, basic-pitch) ...")
+        results += compute_adherence(items, shuffle_seed=shuffle_seed, progress=note if progress else None)
+    if "codec" in metrics:
+        note(f"codec reconstruction with {codec_model} ...")
+        results += compute_codec(codec_model, list(reference_set), device=opts.get("device") or "cpu",
+                                 progress=note if progress else None)
     return results
 
 
@@ -380,6 +457,15 @@ def _detail_text(r: MetricResult) -> str:
         return f"{d.get('n_pairs')} pairs, kld_qp {d.get('kld_qp', 0):.4f}, kld_both {d.get('kld_both', 0):.4f}"
     if r.metric == "clap":
         return f"{d.get('n_clips')} clips"
+    if r.metric.startswith("codec_"):
+        return f"std {d.get('std', 0):.4f}, {d.get('n_clips')} clips at {d.get('sample_rate')} Hz"
+    if "generated" in d:  # adherence
+
+        def fmt(cond: str) -> str:
+            c = d.get(cond) or {}
+            return "-" if c.get("value") is None else f"{c['value']:.3f} (n {c['n']})"
+
+        return f"real {fmt('reference')}, shuffled {fmt('shuffled')}"
     return ""
 
 
