@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, MagnetError
+from .names import MAGNET_REPOS, bundled_models, default_model_name
 
 log = logging.getLogger("magnet_audio.app")
 
@@ -495,7 +496,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> None:
-    from .models import OFFICIAL_MODELS
 
     host = args.host
     if args.listen:
@@ -505,9 +505,9 @@ def cmd_app(args: argparse.Namespace) -> None:
                          "(or use --listen for 0.0.0.0) to confirm")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be in 0..65535, got {args.port}")
-    models = list(args.model or [os.environ.get("MAGNET_MODEL", "facebook/magnet-small-10secs")])
+    models = list(args.model or [default_model_name()])
     if not args.only_listed:
-        models += [m for m in OFFICIAL_MODELS if m not in models]
+        models += [m for m in bundled_models() + list(MAGNET_REPOS) if m not in models]
     auth = _auth(args.auth or os.environ.get("MAGNET_APP_AUTH"))
     port = args.port or free_port(host)
     gr = _import_gradio()  # fail before loading a model when gradio is missing
@@ -539,7 +539,7 @@ def add_subcommands(sub) -> None:
                     "pip install 'magnet-audio[app]'.")
     app.add_argument("--model", "-m", action="append", default=None,
                      help="model to serve (hub repo id or local directory); repeat for several; the first is the "
-                          "default and is loaded at start. None: $MAGNET_MODEL or facebook/magnet-small-10secs")
+                          "default and is loaded at start. None: $MAGNET_MODEL or magnet-audio/synth-music")
     app.add_argument("--only-listed", action="store_true",
                      help="offer only the --model models, not also the official hub checkpoints")
     app.add_argument("--t5-path", default=None, help="local directory of the T5 text encoder (offline use)")

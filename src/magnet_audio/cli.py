@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile
 from pathlib import Path
 
 from .errors import InputError, MagnetError
+from .names import default_model_name
 
 
 def _int_list(text: str) -> list[int]:
@@ -83,7 +83,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         decoding_steps=args.steps if args.steps is not None else [20, 10, 10, 10][:model.lm.num_codebooks],
         span_arrangement=args.span_arrangement, span_scoring=args.span_scoring,
         rescorer=load_ar(args.rescorer) if args.rescorer else None, rescore_weight=args.rescore_weight,
-        duration=args.duration)
+        duration=args.duration, fast=args.fast, kv_cache_refresh=args.kv_cache_refresh,
+        cfg_skip_threshold=args.cfg_skip_threshold, int8=args.int8, half=args.half, compile=args.compile)
     if args.seed is not None:
         torch.manual_seed(args.seed)
     written = []
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="generate audio from text prompts", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Generate one audio file per prompt. Example: magnet generate \"lofi beat\" \"calm piano\" -o out/")
     gen.add_argument("prompts", nargs="+", help="text prompts, one file each")
-    gen.add_argument("--model", "-m", default=os.environ.get("MAGNET_MODEL", "facebook/magnet-small-10secs"),
+    gen.add_argument("--model", "-m", default=default_model_name(),
                      help="hub repo id or local directory (state_dict.bin + compression_state_dict.bin)")
     gen.add_argument("--t5-path", default=None, help="local directory of the T5 text encoder (offline use)")
     gen.add_argument("--output", "-o", default="outputs", help="output directory")
@@ -147,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "autoregressively, MAGNeT the rest")
     gen.add_argument("--hybrid-prefix-seconds", type=float, default=3.0, metavar="S",
                      help="seconds generated autoregressively with --hybrid-ar")
+    fast = gen.add_argument_group("fast inference", "approximate, faster decoding (docs/fast-inference.md); "
+                                                    "each option overrides the --fast preset")
+    fast.add_argument("--fast", action="store_true",
+                      help="fast-mode preset: --kv-cache-refresh 5 --cfg-skip-threshold 0.1, --int8 on CPU, "
+                           "--half on GPU")
+    fast.add_argument("--kv-cache-refresh", type=int, default=None, metavar="N",
+                      help="full pass every N steps; in between recompute only masked and changed positions "
+                           "(1 = exact)")
+    fast.add_argument("--cfg-skip-threshold", type=float, default=None, metavar="EPS",
+                      help="skip the unconditional pass when the CFG coefficient is within EPS of 1 (0 = never)")
+    fast.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                      help="int8 dynamic quantisation of the linear layers (CPU)")
+    fast.add_argument("--half", action=argparse.BooleanOptionalAction, default=None,
+                      help="half precision: float16 on GPU, bfloat16 on CPU")
+    fast.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                      help="torch.compile the feed-forward blocks (slow first call)")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
     from .data.cli import add_subcommands as add_data

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .codec import load_compression_model
 from .codec.model import EncodecModel
 from .decoding import GenerationParams, generate_codes
+from .decoding.magnet import fast_options
 from .decoding.ar import ARGenerationParams
 from .decoding.hybrid import check_pair, generate_hybrid_codes
 from .decoding.rescoring import ARRescorer
@@ -27,14 +28,10 @@ from .errors import InputError
 from .lm.magnet import MagnetLM
 from .lm.musicgen import MusicGenLM
 from .loaders import load_lm_model
+from .names import DEFAULT_MODEL, MAGNET_REPOS
 from .utils import resolve_device
 
-DEFAULT_MODEL = "facebook/magnet-small-10secs"
-OFFICIAL_MODELS = (
-    "facebook/magnet-small-10secs", "facebook/magnet-medium-10secs",
-    "facebook/magnet-small-30secs", "facebook/magnet-medium-30secs",
-    "facebook/audio-magnet-small", "facebook/audio-magnet-medium",
-)
+OFFICIAL_MODELS = MAGNET_REPOS
 
 
 class MAGNeT(BaseGenModel):
@@ -51,11 +48,13 @@ class MAGNeT(BaseGenModel):
     @staticmethod
     def get_pretrained(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
                        t5_path: str | os.PathLike | None = None) -> "MAGNeT":
-        """Load a model by hub repo id (``facebook/magnet-small-10secs`` ...) or local directory.
+        """Load a model by name: a hub repo id (``facebook/magnet-small-10secs`` ...), a local
+        directory, or a model that ships with the package (``magnet-audio/synth-music``, the default).
 
-        A directory must hold ``state_dict.bin`` and ``compression_state_dict.bin`` (audiocraft's
-        export format). ``device=None`` picks CUDA, then Apple MPS, then CPU. ``t5_path`` is a
-        local directory with the T5 encoder, for machines that cannot reach the hub.
+        A directory holds ``state_dict.bin`` and ``compression_state_dict.bin`` (audiocraft's export
+        format) or ``model.safetensors`` and ``config.json`` (ours, from ``magnet export``).
+        ``device=None`` picks CUDA, then Apple MPS, then CPU. ``t5_path`` is a local directory with
+        the T5 encoder, for machines that cannot reach the hub.
         """
         device = resolve_device(device)
         codec = load_compression_model(codec_source(name), device=device)
@@ -68,7 +67,10 @@ class MAGNeT(BaseGenModel):
                               decoding_steps: Sequence[int] = (20, 10, 10, 10),
                               span_arrangement: str = "nonoverlap", anneal_temp: bool = True,
                               span_scoring: str = "max", rescorer=None, rescore_weight: float = 0.5,
-                              duration: float | None = None, extend_stride: float | None = None) -> None:
+                              duration: float | None = None, extend_stride: float | None = None,
+                              fast: bool = False, kv_cache_refresh: int | None = None,
+                              cfg_skip_threshold: float | None = None, int8: bool | None = None,
+                              half: bool | None = None, compile: bool | None = None) -> None:
         """Set the decoding options (see :class:`GenerationParams`); defaults are audiocraft's.
 
         rescorer: an autoregressive model (a :class:`~magnet_audio.MusicGen` or its LM) sharing this
@@ -78,13 +80,25 @@ class MAGNeT(BaseGenModel):
         duration: seconds to generate (default: the model's window, ``max_duration``). Longer
             durations slide the window by ``extend_stride`` seconds (default half the window): each
             new window is prompted with the last ``max_duration - extend_stride`` seconds generated.
+        fast: start from the fast-mode preset (:func:`~magnet_audio.decoding.magnet.fast_options`:
+            approximate self-attention cache refreshed every 5 steps, CFG skipped where its
+            coefficient is within 0.1 of 1, int8 on CPU, half precision on GPU) instead of exact
+            decoding. ``kv_cache_refresh``, ``cfg_skip_threshold``, ``int8``, ``half``, ``compile``
+            (see :class:`GenerationParams`) override single options of either. See
+            docs/fast-inference.md for the trade-offs.
         """
+        options = fast_options(self.device) if fast else {}
+        overrides = {"kv_cache_refresh": kv_cache_refresh, "cfg_skip_threshold": cfg_skip_threshold,
+                     "int8": int8, "half": half, "compile": compile}
+        options.update({k: v for k, v in overrides.items() if v is not None})
         params = GenerationParams(
             use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
             max_cfg_coef=max_cfg_coef, min_cfg_coef=min_cfg_coef, decoding_steps=list(decoding_steps),
             span_arrangement=span_arrangement, anneal_temp=anneal_temp, span_scoring=span_scoring,
-            rescore_weight=rescore_weight,
+            rescore_weight=rescore_weight, **options,
         ).validate(self.lm.num_codebooks)
+        if params.int8 and self.device.type != "cpu":
+            raise InputError(f"int8 decoding runs on CPU only (the model is on {self.device.type})")
         duration = self.max_duration if duration is None else duration
         extend_stride = self.max_duration / 2 if extend_stride is None else extend_stride
         if not isinstance(duration, (int, float)) or duration <= 0:

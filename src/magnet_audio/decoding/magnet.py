@@ -1,5 +1,17 @@
 """MAGNeT's iterative decoding: codebook by codebook, predict every masked token, keep the
-confident spans, re-mask the rest on a cosine schedule, with annealed CFG and temperature."""
+confident spans, re-mask the rest on a cosine schedule, with annealed CFG and temperature.
+
+Exact mode (the default) gives the reference's tokens: per call, the text and null-condition
+cross-attention keys/values are projected once, the restricted-context mask is built once, and
+each step runs one batched conditional + null pass and the current codebook's head only.
+
+Fast mode (opt-in, see :data:`FAST_PRESET` and docs/fast-inference.md) trades exactness for speed:
+``kv_cache_refresh`` N > 1 recomputes, on steps between full passes (every N steps and at each
+stage start), only the positions that are masked or whose token changed since the last pass,
+reusing the other positions' self-attention keys/values from the pass that last computed them;
+``cfg_skip_threshold`` drops the null-condition pass when the annealed CFG coefficient is within
+it of 1; ``int8``/``half``/``compile`` decode with a transformed copy of the LM (:mod:`..lm.variants`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +22,8 @@ import torch
 
 from ..errors import InputError
 from ..lm.magnet import MagnetLM
+from ..lm.transformer import RowKVCache
+from ..lm.variants import half_dtype, inference_variant
 from .rescoring import Rescorer, combine_probs
 from .sampling import sample
 from .schedules import cfg_coef, mask_rates, num_to_mask, temperature
@@ -31,6 +45,14 @@ class GenerationParams:
     span_scoring: chunk confidence from the ``max`` token probability or the ``prod`` of them.
     rescore_weight: with a rescorer (see :mod:`.rescoring`), each sampled token's probability is
         (1 - w) * MAGNeT's + w * the rescorer's before spans are scored; unused without one.
+
+    Fast-mode options (the defaults are exact):
+    kv_cache_refresh: 1 = a full pass every step (exact); N > 1 = a full pass every N steps of a
+        stage, in between only masked and changed positions (approximate self-attention cache).
+    cfg_skip_threshold: skip the null-condition pass when |CFG coefficient - 1| <= this; 0 = never.
+    int8: decode with int8 dynamically quantised Linear layers (CPU only).
+    half: decode in float16 (CUDA/MPS) or bfloat16 (CPU).
+    compile: ``torch.compile`` the feed-forward blocks (slow first call).
     """
 
     use_sampling: bool = True
@@ -44,6 +66,11 @@ class GenerationParams:
     anneal_temp: bool = True
     span_scoring: str = "max"
     rescore_weight: float = 0.5
+    kv_cache_refresh: int = 1
+    cfg_skip_threshold: float = 0.0
+    int8: bool = False
+    half: bool = False
+    compile: bool = False
 
     def validate(self, num_codebooks: int) -> "GenerationParams":
         """Raise :class:`InputError` on out-of-range values; return self."""
@@ -64,11 +91,29 @@ class GenerationParams:
             raise InputError(f"span_scoring must be 'max' or 'prod', got {self.span_scoring!r}")
         if not 0.0 <= self.rescore_weight <= 1.0:
             raise InputError(f"rescore_weight must be in [0, 1], got {self.rescore_weight}")
+        if int(self.kv_cache_refresh) != self.kv_cache_refresh or self.kv_cache_refresh < 1:
+            raise InputError(f"kv_cache_refresh must be a positive integer, got {self.kv_cache_refresh}")
+        if self.cfg_skip_threshold < 0:
+            raise InputError(f"cfg_skip_threshold must be >= 0, got {self.cfg_skip_threshold}")
+        if self.int8 and self.half:
+            raise InputError("int8 and half are alternatives (int8 on CPU, half on GPU): choose one")
+        self.kv_cache_refresh = int(self.kv_cache_refresh)
         self.decoding_steps = [int(s) for s in steps]
         return self
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# fast=True in ``set_generation_params`` / ``magnet generate --fast``; int8 applies on CPU and
+# half on accelerators (see :func:`fast_options`)
+FAST_PRESET = {"kv_cache_refresh": 5, "cfg_skip_threshold": 0.1, "int8": True, "half": True, "compile": False}
+
+
+def fast_options(device: torch.device) -> dict:
+    """:data:`FAST_PRESET` for ``device``: int8 on CPU, half precision elsewhere."""
+    cpu = device.type == "cpu"
+    return {**FAST_PRESET, "int8": FAST_PRESET["int8"] and cpu, "half": FAST_PRESET["half"] and not cpu}
 
 
 @torch.no_grad()
@@ -86,6 +131,11 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
     """
     params.validate(lm.num_codebooks)
     device = next(lm.parameters()).device
+    if params.int8 and device.type != "cpu":
+        raise InputError(f"int8 decoding runs on CPU only (the model is on {device.type})")
+    lm = inference_variant(lm, int8=params.int8, half=params.half, compile=params.compile)
+    if params.half and memory is not None:
+        memory = memory.to(half_dtype(device))
     if prompt is None:
         if num_samples is None:
             num_samples = memory.shape[0] // 2 if memory is not None else 1
@@ -97,16 +147,67 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
         raise InputError(f"memory has {memory.shape[0]} rows, expected {2 * B} (conditional + null)")
     codes = torch.full((B, K, max_len), lm.mask_id, dtype=torch.long, device=device)
     codes[..., :P] = prompt
-    cross_kv = lm.transformer.cross_kv(memory) if memory is not None else None
+    model = GuidedLogits(lm, memory, B, params)
     total, done = sum(params.decoding_steps), 0
     for stage, n_steps in enumerate(params.decoding_steps):
-        codes = _generate_stage(lm, codes, stage, n_steps, prompt, cross_kv, params, done, total, callback, rescorer)
+        codes = _generate_stage(lm, codes, stage, n_steps, prompt, model, params, done, total, callback, rescorer)
         done += n_steps
     return codes
 
 
+class GuidedLogits:
+    """The CFG-guided logits of one decoding step of codebook ``stage``.
+
+    Holds what is fixed for a generate call: each layer's cross-attention keys/values of the
+    memory (conditional rows, then null rows), and in fast mode the self-attention
+    :class:`RowKVCache` with the stage codebook's tokens at the last pass.
+    """
+
+    def __init__(self, lm: MagnetLM, memory: torch.Tensor | None, batch: int, params: GenerationParams):
+        self.lm, self.batch = lm, batch
+        self.cross_kv = lm.transformer.cross_kv(memory) if memory is not None else None
+        self.cond_kv = None if self.cross_kv is None else [(k[:batch], v[:batch]) for k, v in self.cross_kv]
+        self.refresh, self.skip = params.kv_cache_refresh, params.cfg_skip_threshold
+        self.cache = RowKVCache(len(lm.transformer.layers)) if self.refresh > 1 else None
+        self.last_seq: torch.Tensor | None = None  # [B, T] stage codebook at the last pass
+        self.null_stale = False  # the cache's null rows missed a pass (CFG was skipped)
+
+    def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """codes [B, K, T] -> (logits [B, R, card], rows [B, R] or None when R = T: all positions)."""
+        B = self.batch
+        guided = self.cross_kv is not None and not (self.skip > 0 and abs(coef - 1.0) <= self.skip)
+        rows = self._rows(codes[:, stage], step, guided)
+        inputs = torch.cat([codes, codes]) if guided else codes
+        cross_kv = self.cross_kv if guided else self.cond_kv
+        if self.cache is None:
+            h = self.lm.hidden(inputs, stage, cross_kv=cross_kv)
+        else:
+            self.cache.rows = None if rows is None else rows.repeat(inputs.shape[0] // B, 1)
+            h = self.lm.hidden(inputs, stage, cross_kv=cross_kv, cache=self.cache)
+            self.last_seq = codes[:, stage].clone()
+            self.null_stale = self.cross_kv is not None and not guided
+        logits = self.lm.linears[stage](h)
+        if guided:
+            cond, uncond = logits.split(B)
+            logits = uncond + (cond - uncond) * coef
+        return logits, rows
+
+    def _rows(self, seq: torch.Tensor, step: int, guided: bool) -> torch.Tensor | None:
+        """Positions [B, R] (ascending) for a partial pass over seq [B, T], or None for a full one:
+        the masked positions and those whose token changed since the last pass."""
+        if self.cache is None or step % self.refresh == 0 or self.last_seq is None or (guided and self.null_stale):
+            return None
+        need = (seq == self.lm.mask_id) | (seq != self.last_seq)
+        count = int(need.sum(dim=1).max())
+        if count == seq.shape[1]:
+            return None
+        # stable sort: each row's needed positions first, in order (padded with others if fewer)
+        return torch.sort(need.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :count]
+
+
 def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int, prompt: torch.Tensor,
-                    cross_kv: list | None, params: GenerationParams, done: int, total: int,
+                    model: GuidedLogits, params: GenerationParams, done: int, total: int,
                     callback: ProgressCallback | None, rescorer: Rescorer | None = None) -> torch.Tensor:
     """Fill codebook ``stage`` of codes [B, K, T] in ``n_steps`` steps."""
     B, K, T = codes.shape
@@ -138,22 +239,21 @@ def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int,
         stage_seq[:, :P] = prompt[:, stage]
         codes[:, stage] = stage_seq
 
-        if cross_kv is not None:
-            cond, uncond = lm.linears[stage](lm.hidden(torch.cat([codes, codes]), stage, cross_kv=cross_kv)).split(B)
-            logits = uncond + (cond - uncond) * cfg_coef(rate, params.max_cfg_coef, params.min_cfg_coef)
-        else:
-            logits = lm.linears[stage](lm.hidden(codes, stage))
+        logits, rows = model(codes, stage, step, cfg_coef(rate, params.max_cfg_coef, params.min_cfg_coef))
         t = temperature(params.temperature, step, n_steps, params.anneal_temp)
-        probs = torch.softmax(logits.float() / max(t, 1e-2), dim=-1)  # [B, T, card]
+        probs = torch.softmax(logits.float() / max(t, 1e-2), dim=-1)  # [B, R, card]
         if params.use_sampling:
             sampled, score_probs = sample(probs, params.top_k, params.top_p)
         else:
             sampled, score_probs = logits.argmax(dim=-1, keepdim=True), probs
+        token_probs = torch.gather(score_probs, -1, sampled)[..., 0]  # [B, R]
+        if rows is not None:  # back to [B, T]: every masked position is in rows
+            sampled = stage_seq.unsqueeze(-1).scatter(1, rows.unsqueeze(-1), sampled)
+            token_probs = torch.ones_like(stage_seq, dtype=token_probs.dtype).scatter(1, rows, token_probs)
 
         was_masked = stage_seq == mask_id
         stage_seq = torch.where(was_masked, sampled[..., 0], stage_seq)
         codes[:, stage] = stage_seq
-        token_probs = torch.gather(score_probs, -1, sampled)[..., 0]  # [B, T]
         if rescorer is not None:
             token_probs = combine_probs(token_probs, rescorer(codes, stage), params.rescore_weight)
         if chunked:

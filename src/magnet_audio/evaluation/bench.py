@@ -17,6 +17,11 @@ given) and each batch size:
 
 Writes ``bench_generate.json`` and ``bench_generate.png`` (latency vs throughput, one line per model,
 points labelled with the batch size, log-log axes like the paper's figure).
+
+``compare=True`` (``--compare``) times, in one run, MAGNeT's exact mode and fast mode (the
+``fast=True`` preset of ``set_generation_params``) on the first schedule, and the autoregressive
+MusicGen of the same size (the random one of ``--random-size`` unless another is given), and writes
+the latency ratios per batch size under ``"compare"`` in the JSON.
 """
 
 from __future__ import annotations
@@ -321,8 +326,11 @@ def run_generate_bench(*, model: str | None = None, random_size: str | None = No
                        duration: float | None = None, steps: Sequence[Sequence[int]] | None = None,
                        ar_model: str | None = None, ar_random_size: str | None = None, runs: int = 3,
                        warmup: int = 1, device: str | None = None, t5_path: str | None = None,
-                       out_dir: str | Path = "bench", seed: int = 0, progress: bool = True) -> dict:
-    """Benchmark MAGNeT (and MusicGen when given); write JSON + PNG into ``out_dir``; return the JSON."""
+                       out_dir: str | Path = "bench", seed: int = 0, progress: bool = True,
+                       compare: bool = False) -> dict:
+    """Benchmark MAGNeT (and MusicGen when given); write JSON + PNG into ``out_dir``; return the JSON.
+
+    compare: exact vs fast mode vs the AR model of the same size (see the module doc)."""
     from ..models import MAGNeT
     from ..utils import resolve_device
 
@@ -351,11 +359,17 @@ def run_generate_bench(*, model: str | None = None, random_size: str | None = No
     schedules = [list(s) for s in (steps or [[20, 10, 10, 10][:n_q]])]
     rows: list[BenchRow] = []
     params_info = []
-    for sched in schedules:
-        magnet.set_generation_params(decoding_steps=sched)
+    fast_params: dict = {}
+    for i, sched in enumerate(schedules):
         params_info.append(sched)
-        rows += bench_model(label, ",".join(map(str, sched)), magnet.generate, magnet.sample_rate,
-                            batches, runs, warmup, dev, progress)
+        for mode in ("exact", "fast") if compare and i == 0 else ("exact",):
+            magnet.set_generation_params(decoding_steps=sched, fast=mode == "fast")
+            if mode == "fast":
+                fast_params = {k: v for k, v in magnet.generation_params.to_dict().items()
+                               if k in ("kv_cache_refresh", "cfg_skip_threshold", "int8", "half", "compile")}
+            name = ",".join(map(str, sched)) + (f" {mode}" if compare else "")
+            rows += bench_model(label, name, magnet.generate, magnet.sample_rate, batches, runs, warmup, dev,
+                                progress)
     magnet_info = {"name": magnet.name, "label": label, "segment_duration": float(magnet.lm.cfg.segment_duration),
                    "duration": magnet.duration, "parameters": sum(p.numel() for p in magnet.lm.parameters()),
                    "schedules": params_info, "random_weights": random_size is not None}
@@ -363,6 +377,8 @@ def run_generate_bench(*, model: str | None = None, random_size: str | None = No
     if dev.type == "cuda":
         torch.cuda.empty_cache()
 
+    if compare and random_size is not None and not (ar_model or ar_random_size):
+        ar_random_size = random_size  # the AR model of the same size
     ar_info: dict = {"status": "not requested"}
     if ar_model or ar_random_size:
         try:
@@ -397,6 +413,9 @@ def run_generate_bench(*, model: str | None = None, random_size: str | None = No
         "magnet": magnet_info, "ar_model": ar_info,
         "rows": [r.__dict__ for r in rows],
     }
+    if compare:
+        result["compare"] = {"schedule": schedules[0], "fast_options": fast_params,
+                             "ratios": compare_ratios(rows, ",".join(map(str, schedules[0])), batches)}
     json_path = out_dir / "bench_generate.json"
     json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     png = plot(rows, out_dir / "bench_generate.png",
@@ -405,6 +424,37 @@ def run_generate_bench(*, model: str | None = None, random_size: str | None = No
     result["files"] = {"json": str(json_path), "png": str(png)}
     result["table"] = format_table(rows)
     return result
+
+
+def compare_ratios(rows: Sequence[BenchRow], schedule: str, batches: Sequence[int]) -> list[dict]:
+    """Per batch size: the latencies of exact mode, fast mode and the AR model (None where a run
+    failed or is missing) and the speed-ups (latency ratios, > 1 = the first one is faster)."""
+    def latency(batch: int, pick: Callable[[BenchRow], bool]) -> float | None:
+        found = [r.latency_s for r in rows if r.batch == batch and r.status == "ok" and pick(r)]
+        return found[0] if found else None
+
+    def ratio(slow: float | None, fast: float | None) -> float | None:
+        return None if slow is None or fast is None else slow / fast
+
+    out = []
+    for b in batches:
+        exact = latency(b, lambda r: r.schedule == f"{schedule} exact")
+        fast = latency(b, lambda r: r.schedule == f"{schedule} fast")
+        ar = latency(b, lambda r: not r.model.startswith("MAGNeT"))
+        out.append({"batch": b, "exact_latency_s": exact, "fast_latency_s": fast, "ar_latency_s": ar,
+                    "fast_speedup_vs_exact": ratio(exact, fast), "exact_speedup_vs_ar": ratio(ar, exact),
+                    "fast_speedup_vs_ar": ratio(ar, fast)})
+    return out
+
+
+def format_ratios(ratios: Sequence[dict]) -> str:
+    """One line per batch size: fast vs exact, exact vs AR, fast vs AR (x = times faster)."""
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}x"
+
+    return "\n".join(f"batch {r['batch']}: fast vs exact {fmt(r['fast_speedup_vs_exact'])}, "
+                     f"exact vs AR {fmt(r['exact_speedup_vs_ar'])}, fast vs AR {fmt(r['fast_speedup_vs_ar'])}"
+                     for r in ratios)
 
 
 def _device_name(dev: torch.device) -> str:

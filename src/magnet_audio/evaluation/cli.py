@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..names import default_model_name
 
 
 def _names(text: str) -> list[str]:
@@ -41,12 +41,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
     try:
         notes.append(runner.attach_references(items, args.reference, args.prompts))
     except InputError as exc:
-        if {"fad", "kl"} & set(metrics):
+        if {"fad", "kl", "codec"} & set(metrics):
             raise
         notes.append(f"reference: none ({exc})")  # CLAP alone needs no reference
     generation = None
     if args.generated:
         notes.append(runner.attach_generated(items, args.generated))
+    elif set(metrics) == {"codec"}:
+        notes.append("generated: none (the codec metric reconstructs the reference clips only)")
     else:
         generation = runner.generate_items(items, args.model, out / "generated", device=args.device,
                                            t5_path=args.t5_path, steps=args.steps, batch_size=args.batch,
@@ -57,7 +59,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
                "device": args.eval_device}
     results = runner.evaluate(items, metrics, fad_embeddings=_names(args.fad_embeddings),
                               kl_classifiers=_names(args.kl_classifiers), clap_model=args.clap_model,
-                              reference_set=reference_set, backend_options=options, progress=not args.quiet)
+                              reference_set=reference_set, backend_options=options,
+                              codec_model=args.codec or args.model, progress=not args.quiet)
     meta = {"prompts": str(args.prompts), "reference": args.reference, "generated": args.generated,
             "model": None if args.generated else args.model, "generation": generation, "n_prompts": len(items),
             "pairing": notes, "items": [{"prompt": it.prompt, "reference": str(it.reference or ""),
@@ -74,13 +77,16 @@ def cmd_bench_generate(args: argparse.Namespace) -> None:
     from .bench import run_generate_bench
 
     if args.model is None and args.random_size is None:
-        args.model = os.environ.get("MAGNET_MODEL", "facebook/magnet-small-10secs")
+        args.model = default_model_name()
     result = run_generate_bench(model=args.model, random_size=args.random_size, batches=args.batch,
                                 duration=args.duration, steps=args.steps, ar_model=args.ar_model,
                                 ar_random_size=args.ar_random_size, runs=args.runs, warmup=args.warmup,
                                 device=args.device, t5_path=args.t5_path, out_dir=args.out, seed=args.seed,
-                                progress=not args.quiet)
+                                progress=not args.quiet, compare=args.compare)
     print(result["table"])
+    if "compare" in result:
+        from .bench import format_ratios
+        print(format_ratios(result["compare"]["ratios"]))
     ar = result["ar_model"]
     if ar["status"] == "unavailable":
         print(f"AR model (MusicGen): unavailable: {ar['reason']}")
@@ -93,21 +99,26 @@ def add_subcommands(subparsers) -> None:
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = subparsers.add_parser(
-        "eval", formatter_class=fmt, help="score generated audio: FAD, KL, CLAP",
+        "eval", formatter_class=fmt, help="score generated audio: FAD, KL, CLAP, prompt adherence, codec",
         description="Generate one clip per prompt (or read --generated DIR), pair each with its reference clip, "
                     "and report FAD (embedding distributions), KL (classifier label distributions, paired by "
-                    "prompt) and CLAP (text-audio similarity). Each metric names the model that produced it; a "
+                    "prompt), CLAP (text-audio similarity), adherence (tempo, key, notes, bass and drums of each "
+                    "clip judged by librosa and basic-pitch against the prompt's bpm/key/instruments, also on the "
+                    "reference clips and on shuffled prompts) and codec (SI-SNR and mel distance of the "
+                    "reference clips encoded and decoded). Each metric names the model that produced it; a "
                     "model that cannot run here is reported as UNAVAILABLE with the reason. Writes "
                     "OUT/results.json and OUT/results.csv. Example: magnet eval --model M --prompts "
                     "data/synth/heldout.jsonl --reference data/synth/heldout --out eval/")
-    p.add_argument("--model", "-m", default=os.environ.get("MAGNET_MODEL", "facebook/magnet-small-10secs"),
+    p.add_argument("--model", "-m", default=default_model_name(),
                    help="MAGNeT to generate with (hub id or local directory); ignored with --generated")
     p.add_argument("--prompts", required=True, help=".txt (one prompt a line) or .jsonl (description/caption + "
                                                     "optional 'path' of the reference clip)")
     p.add_argument("--reference", default=None, help="directory of reference audio (FAD's background set; "
                                                      "KL pairs by the .jsonl path, .json sidecars or file order)")
     p.add_argument("--generated", default=None, help="directory of already generated audio (skip generation)")
-    p.add_argument("--metrics", default="fad,kl,clap", help="comma-separated: fad, kl, clap")
+    p.add_argument("--metrics", default="fad,kl,clap", help="comma-separated: fad, kl, clap, adherence, codec")
+    p.add_argument("--codec", default=None, help="codec for the codec metric: codec directory, "
+                                                 "compression_state_dict.bin or MAGNeT model (default: --model)")
     p.add_argument("--fad-embeddings", default=",".join(DEFAULT_FAD_EMBEDDINGS),
                    help="embedding models for FAD: vggish (the paper's), musicnn, basic-pitch")
     p.add_argument("--kl-classifiers", default=",".join(DEFAULT_KL_CLASSIFIERS),
@@ -141,7 +152,7 @@ def add_bench_generate(bench_subparsers) -> None:
                     "OUT/bench_generate.png. Example: magnet bench generate --model facebook/magnet-small-10secs "
                     "--ar-model facebook/musicgen-small --batch 1,2,4,8,16 --duration 10")
     p.add_argument("--model", "-m", default=None, help="MAGNeT hub id or local directory "
-                                                       "(default: $MAGNET_MODEL or facebook/magnet-small-10secs)")
+                                                       "(default: $MAGNET_MODEL or magnet-audio/synth-music)")
     p.add_argument("--random-size", default=None, choices=["tiny", "small", "medium"],
                    help="bench a random-weight MAGNeT of this size instead of a checkpoint (LUT text conditioner, "
                         "random 32 kHz EnCodec); latency does not depend on the weights")
@@ -159,6 +170,9 @@ def add_bench_generate(bench_subparsers) -> None:
     p.add_argument("--t5-path", default=None, help="local T5 directory (offline use)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", "-o", default="bench", help="output directory")
+    p.add_argument("--compare", action="store_true",
+                   help="time exact and fast mode (the --fast preset) on the first schedule and the AR model of "
+                        "the same size (--ar-random-size defaults to --random-size); print and save the ratios")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-row progress")
     p.set_defaults(func=cmd_bench_generate)
 

@@ -20,7 +20,7 @@ from .base import (
     check_transformer_lm,
     transformer_lm_section,
 )
-from .transformer import band_mask, sin_embedding
+from .transformer import RowKVCache, band_mask, sin_embedding
 
 
 @dataclass
@@ -92,12 +92,24 @@ class MagnetLM(CodesLM):
         return self._masks[key]
 
     def hidden(self, codes: torch.Tensor, stage: int, memory: torch.Tensor | None = None,
-               cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
-        """codes [B, K, T] -> normalised hidden states [B, T, D] for decoding ``stage``."""
+               cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+               cache: RowKVCache | None = None) -> torch.Tensor:
+        """codes [B, K, T] -> normalised hidden states [B, T, D] for decoding ``stage``.
+
+        With a ``cache`` whose ``rows`` [B, R] are set, only those positions are computed (their
+        queries attend over all T positions' cached keys/values): returns [B, R, D].
+        """
         T = codes.shape[-1]
-        x = self.embed(codes)
-        x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)
-        x = self.transformer(x, memory=memory, cross_kv=cross_kv, attn_mask=self.attn_mask(stage, T, x.device))
+        mask = self.attn_mask(stage, T, codes.device)
+        rows = None if cache is None else cache.rows
+        if rows is None:
+            x = self.embed(codes)
+            x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)
+        else:
+            x = self.embed(codes.gather(2, rows.unsqueeze(1).expand(-1, codes.shape[1], -1)))
+            x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)[rows]
+            mask = None if mask is None else mask[rows].unsqueeze(1)  # [B, 1, R, T]
+        x = self.transformer(x, memory=memory, cross_kv=cross_kv, attn_mask=mask, cache=cache)
         return self.out_norm(x)
 
     def forward(self, codes: torch.Tensor, memory: torch.Tensor | None, stage: int = -1) -> torch.Tensor:

@@ -5,8 +5,10 @@ are: packed ``in_proj_weight`` [3*D, D] (rows q; k; v), ``out_proj``, ``norm1``,
 ``norm2``, ``linear1``, ``linear2``. Layers are pre-norm with no biases except the LayerNorms.
 
 Autoregressive decoding passes a :class:`KVCache`: each layer's self-attention appends the new
-keys/values to it and attends over everything cached so far. Without a cache (MAGNeT) nothing
-changes. Causality is the caller's ``attn_mask``; :func:`causal_mask` builds it.
+keys/values to it and attends over everything cached so far. Causality is the caller's
+``attn_mask``; :func:`causal_mask` builds it. MAGNeT's fast decoding passes a :class:`RowKVCache`:
+a full pass stores every position's keys/values; a later pass over a subset of the positions
+(``RowKVCache.rows``) writes only theirs and attends over all of them. Without a cache nothing changes.
 """
 
 from __future__ import annotations
@@ -75,15 +77,59 @@ class KVCache:
     def advance(self, steps: int) -> None:
         self.length += steps
 
+    def layer(self, index: int) -> "_LayerCache":
+        return _LayerCache(self, index)
+
+
+class RowKVCache:
+    """Self-attention keys/values [N, H, T, Dh] of every position of a non-causal pass, per layer.
+
+    ``rows`` None (a full pass): each layer stores the keys/values it computes. ``rows`` [n, R]
+    (position indices, n <= N): the pass covers only those positions of the first n sequences;
+    each layer writes their new keys/values into the stored ones and attends over all T, so the
+    other positions contribute the keys/values of the pass that last computed them.
+    """
+
+    def __init__(self, num_layers: int):
+        self.rows: torch.Tensor | None = None
+        self._keys: list[torch.Tensor | None] = [None] * num_layers
+        self._values: list[torch.Tensor | None] = [None] * num_layers
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v [n, H, R, Dh] of this pass -> keys/values [n, H, T, Dh] to attend over."""
+        if self.rows is None:
+            stored = self._keys[layer]
+            if stored is None or stored.shape[0] < k.shape[0] or stored.shape[2:] != k.shape[2:]:
+                self._keys[layer], self._values[layer] = k.contiguous(), v.contiguous()
+            else:
+                self._keys[layer][:k.shape[0]] = k
+                self._values[layer][:v.shape[0]] = v
+            return k, v
+        n, H, R, Dh = k.shape
+        index = self.rows.view(n, 1, R, 1).expand(n, H, R, Dh)
+        keys, values = self._keys[layer][:n], self._values[layer][:n]
+        keys.scatter_(2, index, k)
+        values.scatter_(2, index, v)
+        return keys, values
+
+    def advance(self, steps: int) -> None:
+        """Nothing to advance: positions are absolute (for :class:`Transformer`'s interface)."""
+
+    def layer(self, index: int) -> "_LayerCache":
+        return _LayerCache(self, index)
+
 
 class _LayerCache:
-    """One layer's view of a :class:`KVCache`."""
+    """One layer's view of a :class:`KVCache` or :class:`RowKVCache`."""
 
-    def __init__(self, cache: KVCache, layer: int):
+    def __init__(self, cache: KVCache | RowKVCache, layer: int):
         self.cache, self.layer = cache, layer
 
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cache.append(self.layer, k, v)
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's new keys/values [B, H, T, Dh] -> all keys/values to attend over."""
+        if isinstance(self.cache, KVCache):
+            return self.cache.append(self.layer, k, v)
+        return self.cache.update(self.layer, k, v)
 
 
 class MultiheadAttention(nn.Module):
@@ -98,7 +144,19 @@ class MultiheadAttention(nn.Module):
         self.dim, self.num_heads = dim, num_heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.out_proj = nn.Linear(dim, dim, bias=False)
+        # the input projection as a module (q; k; v rows for self-attention, q rows for
+        # cross-attention) when one is attached (see :meth:`attach_in_proj`), e.g. to quantise it
+        self.in_proj: nn.Module | None = None
         nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def attach_in_proj(self, self_attention: bool) -> None:
+        """Give the packed input projection an ``nn.Linear`` (sharing ``in_proj_weight``) that
+        module-level transforms such as ``quantize_dynamic`` can replace; cross-attention only
+        needs the query rows (its keys/values are projected once per memory)."""
+        weight = self.in_proj_weight if self_attention else self.in_proj_weight[:self.dim]
+        linear = nn.Linear(self.dim, weight.shape[0], bias=False, device=weight.device, dtype=weight.dtype)
+        linear.weight = nn.Parameter(weight.detach(), requires_grad=False)
+        self.in_proj = linear
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, D] -> [B, H, T, D/H]"""
@@ -114,17 +172,20 @@ class MultiheadAttention(nn.Module):
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 kv: tuple[torch.Tensor, torch.Tensor] | None = None,
                 attn_mask: torch.Tensor | None = None, cache: _LayerCache | None = None) -> torch.Tensor:
-        """x [B, T, D]; memory [B, S, D] or precomputed ``kv``; attn_mask bool [T, S] (True = attend).
+        """x [B, T, D]; memory [B, S, D] or precomputed ``kv``; attn_mask bool [T, S] or [B, 1, T, S]
+        (True = attend).
 
         ``cache`` (self-attention only): keys/values of earlier positions, extended with this call's.
         """
         if memory is None and kv is None:
-            q, k, v = F.linear(x, self.in_proj_weight).chunk(3, dim=-1)
+            qkv = F.linear(x, self.in_proj_weight) if self.in_proj is None else self.in_proj(x)
+            q, k, v = qkv.chunk(3, dim=-1)
             q, k, v = self._heads(q), self._heads(k), self._heads(v)
             if cache is not None:
-                k, v = cache.append(k, v)
+                k, v = cache.update(k, v)
         else:
-            q = self._heads(F.linear(x, self.in_proj_weight[:self.dim]))
+            q = F.linear(x, self.in_proj_weight[:self.dim]) if self.in_proj is None else self.in_proj(x)
+            q = self._heads(q)
             k, v = kv if kv is not None else self.project_kv(memory)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         B, _, T, _ = out.shape
@@ -150,6 +211,10 @@ class TransformerLayer(nn.Module):
         x = x + self.self_attn(self.norm1(x), attn_mask=attn_mask, cache=cache)
         if self.cross_attention is not None:
             x = x + self.cross_attention(self.norm_cross(x), memory=memory, kv=cross_kv)
+        return self.feed_forward(x)
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual feed-forward block, x [B, T, D] -> [B, T, D] (what ``torch.compile`` fuses)."""
         return x + self.linear2(F.gelu(self.linear1(self.norm2(x))))
 
 
@@ -164,11 +229,12 @@ class Transformer(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                attn_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+                attn_mask: torch.Tensor | None = None, cache: KVCache | RowKVCache | None = None) -> torch.Tensor:
         """x [B, T, D] -> [B, T, D]; ``cross_kv`` optionally holds each layer's projected memory.
 
-        With ``cache``, x holds the T positions after the cached ones; ``attn_mask`` is then
-        [T, cache.length + T]. The cache is advanced by T.
+        With a :class:`KVCache`, x holds the T positions after the cached ones; ``attn_mask`` is
+        then [T, cache.length + T]. The cache is advanced by T. With a :class:`RowKVCache`, x holds
+        the positions ``cache.rows`` (or all of them) and ``attn_mask`` is over all positions.
         """
         if cache is None:
             for i, layer in enumerate(self.layers):
@@ -176,7 +242,7 @@ class Transformer(nn.Module):
             return x
         for i, layer in enumerate(self.layers):
             x = layer(x, memory=memory, cross_kv=None if cross_kv is None else cross_kv[i], attn_mask=attn_mask,
-                      cache=_LayerCache(cache, i))
+                      cache=cache.layer(i))
         cache.advance(x.shape[1])
         return x
 

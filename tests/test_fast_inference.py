@@ -1,0 +1,188 @@
+"""Fast inference: exact mode gives the tokens of the plain full-recompute decoding, the fast-mode
+machinery (row cache, CFG skip, int8, half) does what it says, and ``bench generate --compare``."""
+
+import json
+
+import pytest
+import torch
+
+from magnet_audio import MAGNeT
+from magnet_audio.conditioning import ConditionerConfig
+from magnet_audio.decoding import magnet as decoding
+from magnet_audio.decoding.schedules import cfg_coef, mask_rates
+from magnet_audio.errors import InputError
+from magnet_audio.lm import MagnetLM, MagnetLMConfig
+from magnet_audio.lm.transformer import RowKVCache
+from magnet_audio.lm.variants import inference_variant
+
+
+@pytest.fixture(scope="module")
+def model(fixture_dir):
+    return MAGNeT.get_pretrained(str(fixture_dir), device="cpu", t5_path=fixture_dir / "t5")
+
+
+class FullRecompute:
+    """The decoding step computed the plain way: a full forward of every head at every step, the
+    text memory projected again in every layer (no caching of any kind)."""
+
+    def __init__(self, lm, memory, batch, params):
+        self.lm, self.memory, self.batch = lm, memory, batch
+
+    def __call__(self, codes, stage, step, coef):
+        if self.memory is None:
+            return self.lm(codes, None, stage)[:, stage], None
+        cond, uncond = self.lm(torch.cat([codes, codes]), self.memory, stage)[:, stage].split(self.batch)
+        return uncond + (cond - uncond) * coef, None
+
+
+def _generate(model, seed=0, **params):
+    """Codes [2, 4, 48] of two prompts with these ``set_generation_params`` (no audio decoding)."""
+    model.set_generation_params(**params)
+    try:
+        with torch.no_grad():
+            memory = model.lm.encode_text(["lofi beat", "calm piano", None, None])
+        torch.manual_seed(seed)
+        return decoding.generate_codes(model.lm, memory, model.generation_params, 50)
+    finally:
+        model.set_generation_params()
+
+
+@pytest.mark.parametrize("params", [
+    {"use_sampling": False, "decoding_steps": [4, 2, 2, 2]},
+    {"decoding_steps": [4, 2, 2, 2]},  # top-p sampling, seeded
+    {"top_k": 5, "top_p": 0.0, "decoding_steps": [3, 2, 2, 1], "span_arrangement": "stride1"},
+])
+def test_exact_mode_equals_full_recompute(model, monkeypatch, params):
+    exact = _generate(model, **params)
+    monkeypatch.setattr(decoding, "GuidedLogits", FullRecompute)
+    plain = _generate(model, **params)
+    assert torch.equal(exact, plain)
+
+
+def test_fast_mode_refreshing_every_step_equals_exact(model):
+    exact = _generate(model, decoding_steps=[4, 2, 2, 2])
+    fast = _generate(model, decoding_steps=[4, 2, 2, 2], fast=True, kv_cache_refresh=1, cfg_skip_threshold=0.0,
+                     int8=False)
+    assert torch.equal(exact, fast)
+
+
+def test_fast_preset_and_overrides(model):
+    model.set_generation_params(fast=True)
+    p = model.generation_params
+    assert (p.kv_cache_refresh, p.cfg_skip_threshold, p.int8, p.half, p.compile) == (5, 0.1, True, False, False)
+    model.set_generation_params(fast=True, int8=False, kv_cache_refresh=2)
+    assert (model.generation_params.int8, model.generation_params.kv_cache_refresh) == (False, 2)
+    with pytest.raises(InputError):
+        model.set_generation_params(int8=True, half=True)
+    model.set_generation_params()
+    p = model.generation_params
+    assert (p.kv_cache_refresh, p.cfg_skip_threshold, p.int8, p.half, p.compile) == (1, 0.0, False, False, False)
+
+
+def _tiny_lm(num_layers: int) -> MagnetLM:
+    torch.manual_seed(0)
+    cfg = MagnetLMConfig(dim=32, num_heads=2, num_layers=num_layers, n_q=4, card=16, segment_duration=0.6,
+                         subcodes_context=2, conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=32))
+    return MagnetLM(cfg).eval()
+
+
+@pytest.mark.parametrize("stage", [0, 2])  # full attention, restricted context
+def test_partial_pass_is_exact_when_only_the_recomputed_rows_changed(stage):
+    """With one layer, a position's keys/values depend on its own input only: recomputing just the
+    changed positions over the cached others must give the full pass's hidden states there."""
+    lm = _tiny_lm(num_layers=1)
+    gen = torch.Generator().manual_seed(1)
+    before = torch.randint(0, 17, (2, 4, 30), generator=gen)
+    rows = torch.tensor([[1, 5, 7, 20, 29], [0, 5, 9, 13, 28]])
+    after = before.clone()
+    after[:, stage].scatter_(1, rows, torch.randint(0, 17, rows.shape, generator=gen))
+    with torch.no_grad():
+        cross_kv = lm.transformer.cross_kv(lm.encode_text(["a", "b"]))
+        cache = RowKVCache(num_layers=1)
+        lm.hidden(before, stage, cross_kv=cross_kv, cache=cache)
+        cache.rows = rows
+        partial = lm.hidden(after, stage, cross_kv=cross_kv, cache=cache)
+        full = lm.hidden(after, stage, cross_kv=cross_kv)
+    assert partial.shape == (2, 5, 32)
+    torch.testing.assert_close(partial, full.gather(1, rows.unsqueeze(-1).expand(-1, -1, 32)), atol=1e-5, rtol=0)
+
+
+def test_cfg_skip_only_where_the_coefficient_is_near_one(model, monkeypatch):
+    batches = []
+    hidden = model.lm.hidden
+
+    def spy(codes, *args, **kwargs):
+        batches.append(codes.shape[0])
+        return hidden(codes, *args, **kwargs)
+
+    monkeypatch.setattr(model.lm, "hidden", spy)
+    steps = [4, 3, 2, 2]
+    coefs = [cfg_coef(rate, 10.0, 1.0) for n in steps for rate in mask_rates(n)]
+    for threshold in (0.0, 0.5, 3.0):
+        batches.clear()
+        _generate(model, decoding_steps=steps, cfg_skip_threshold=threshold)
+        assert batches == [2 if threshold and abs(c - 1) <= threshold else 4 for c in coefs]
+    assert 2 in batches and 4 in batches
+    batches.clear()  # with the row cache: the stale null rows force a full pass when CFG resumes
+    codes = _generate(model, decoding_steps=steps, kv_cache_refresh=3, cfg_skip_threshold=3.0)
+    assert codes.shape == (2, 4, 48) and (codes < 64).all()
+
+
+def test_approximate_cache_decodes_valid_tokens_and_agrees_mostly(model):
+    exact = _generate(model, use_sampling=False, decoding_steps=[6, 3, 3, 3])
+    fast = _generate(model, use_sampling=False, decoding_steps=[6, 3, 3, 3], kv_cache_refresh=3)
+    assert fast.shape == exact.shape and (fast < 64).all()
+    assert (fast == exact).float().mean() > 0.5
+
+
+def test_int8_runs_and_agrees_mostly_with_float32(model, reference):
+    exact = _generate(model, use_sampling=False, decoding_steps=[4, 2, 2, 2])
+    weights = {k: v.clone() for k, v in model.lm.state_dict().items()}
+    int8 = _generate(model, use_sampling=False, decoding_steps=[4, 2, 2, 2], int8=True)
+    assert int8.shape == exact.shape and (int8 < 64).all()
+    variant = inference_variant(model.lm, int8=True)
+    with torch.no_grad():  # per forward: measured 3-14% relative error, 87-93% same argmax (dim 64)
+        memory = model.lm.encode_text(reference["texts"])
+        for stage in range(4):
+            seq, _ = reference["stage_logits"][stage]
+            want, got = model.lm(seq, memory, stage), variant(seq, memory, stage)
+            assert (got - want).norm() / want.norm() < 0.25
+            assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.8
+    assert variant is inference_variant(model.lm, int8=True)  # made once
+    assert any("quantized" in type(m).__module__ for m in variant.modules())
+    assert all(torch.equal(v, weights[k]) for k, v in model.lm.state_dict().items())  # the original is untouched
+    assert torch.equal(_generate(model, use_sampling=False, decoding_steps=[4, 2, 2, 2]), exact)
+
+
+def test_half_precision_runs_on_cpu(model):
+    codes = _generate(model, use_sampling=False, decoding_steps=[2, 1, 1, 1], half=True)
+    assert codes.shape == (2, 4, 48) and (codes < 64).all()
+    assert next(model.lm.parameters()).dtype == torch.float32
+
+
+def test_bench_compare_writes_ratios(tmp_path):
+    pytest.importorskip("matplotlib")
+    from magnet_audio.evaluation.bench import run_generate_bench
+
+    result = run_generate_bench(random_size="tiny", compare=True, duration=0.2, steps=[[2, 1, 1, 1]], batches=[1],
+                                runs=1, warmup=0, device="cpu", out_dir=tmp_path, progress=False)
+    data = json.loads((tmp_path / "bench_generate.json").read_text())
+    assert [r["schedule"] for r in data["rows"]] == ["2,1,1,1 exact", "2,1,1,1 fast", "-"]
+    assert data["ar_model"]["status"] == "ok"
+    compare = data["compare"]
+    assert compare["fast_options"]["kv_cache_refresh"] == 5 and compare["fast_options"]["int8"] is True
+    (ratios,) = compare["ratios"]
+    for key in ("fast_speedup_vs_exact", "exact_speedup_vs_ar", "fast_speedup_vs_ar"):
+        assert ratios[key] > 0
+    assert ratios["fast_speedup_vs_exact"] == pytest.approx(ratios["exact_latency_s"] / ratios["fast_latency_s"])
+    assert len(result["table"].splitlines()) == 5  # header, rule, three rows
+
+
+def test_generate_cli_fast_flags():
+    from magnet_audio.cli import build_parser
+
+    args = build_parser().parse_args(["generate", "x", "--fast", "--kv-cache-refresh", "3", "--no-int8"])
+    assert (args.fast, args.kv_cache_refresh, args.int8, args.half, args.cfg_skip_threshold) == (True, 3, False, None,
+                                                                                                 None)
+    args = build_parser().parse_args(["generate", "x"])
+    assert not args.fast and args.int8 is None and args.compile is None
