@@ -69,7 +69,11 @@ def test_parse_steps_and_params():
             parse_steps(bad, 4)
     ok = check_params(5, 10, 1, 3.0, 0.9, None, max_duration=30)
     assert ok == {"duration": 5.0, "max_cfg_coef": 10.0, "min_cfg_coef": 1.0, "temperature": 3.0, "top_p": 0.9,
-                  "seed": -1}
+                  "seed": -1, "fast": False}
+    assert check_params(5, 10, 1, 3.0, 0.9, 0, 30, True)["fast"] is True
+    assert check_params(5, 10, 1, 3.0, 0.9, 0, 30, None)["fast"] is False  # omitted by a JSON client
+    with pytest.raises(InputError, match="Fast mode must be true or false"):
+        check_params(5, 10, 1, 3.0, 0.9, 0, 30, "yes")
     for args, message in [((31, 10, 1, 3, 0.9, 0), "Duration"), ((0, 10, 1, 3, 0.9, 0), "Duration"),
                           ((5, -1, 1, 3, 0.9, 0), "CFG max"), ((5, 10, 1, -3, 0.9, 0), "Temperature"),
                           ((5, 10, 1, 3, 1.5, 0), "Top-p"), ((5, 10, 1, 3, 0.9, 1.5), "integer"),
@@ -111,6 +115,22 @@ def test_generator_reports_progress_and_writes_files(tmp_path):
         generator.generate("a", "/etc", 1.0, "2,1,1,1", 10, 1, 3.0, 0.9, 7)
 
 
+def test_generator_fast_mode(tmp_path):
+    """fast=True decodes with the fast-mode preset (int8 on CPU) and is recorded per clip; the next
+    request without it decodes exactly again."""
+    pytest.importorskip("matplotlib", reason="the `app` extra is not installed: pip install -e '.[app]'")
+    generator = Generator([str(FIXTURES)], t5_path=str(T5), device="cpu", output_dir=tmp_path)
+    (result,) = generator.generate("fast one", str(FIXTURES), 1.0, "2,1,1,1", 10, 1, 3.0, 0.9, 7, fast=True)
+    params = generator.loaded(str(FIXTURES)).generation_params
+    assert (params.kv_cache_refresh, params.cfg_skip_threshold, params.int8, params.half) == (5, 0.1, True, False)
+    assert result["fast"] is True and result["seed"] == 7
+    wav, sr = sf.read(result["audio"])
+    assert sr == SAMPLE_RATE and abs(len(wav) / sr - CLIP_S) < 1e-6 and np.isfinite(wav).all()
+    (exact,) = generator.generate("exact one", str(FIXTURES), 1.0, "2,1,1,1", 10, 1, 3.0, 0.9, 7)
+    params = generator.loaded(str(FIXTURES)).generation_params
+    assert exact["fast"] is False and (params.kv_cache_refresh, params.int8) == (1, False)
+
+
 def test_cli_refuses_silent_exposure(capsys):
     assert main(["app", "--host", "0.0.0.0", "--model", str(FIXTURES)]) == 2
     assert "--expose" in capsys.readouterr().err
@@ -137,7 +157,7 @@ def server(tmp_path_factory):
          "--max-duration", "4", "--concurrency", "2", "--output-dir", str(tmp / "out")],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a loaded machine (e.g. a training job) slows the start
     while True:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
@@ -260,8 +280,12 @@ def test_browser_generate_and_bad_input(server, browser):
 
     temperature.clear()
     temperature.send_keys("3")
+    fast = browser.find_element(By.CSS_SELECTOR, "#fast input[type=checkbox]")
+    assert not fast.is_selected()
+    fast.click()
     generate("one more after the errors")
     wait.until(lambda d: "one more after the errors" in d.find_element(By.CSS_SELECTOR, "#result-0").text)
+    assert "fast mode" in wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#result-status").text)
     _check_wav(_fetch(wait.until(found("#audio-0 a[download]", "href"))))
     hidden = browser.find_elements(By.CSS_SELECTOR, "#result-1")  # one prompt: one result slot
     assert not hidden or not hidden[0].is_displayed()
@@ -274,13 +298,13 @@ def test_api_concurrent_requests(server):
                   temperature=3.0, top_p=0.9)
     start = time.monotonic()
     jobs = [client.submit(prompts="\n".join(f"request {i} prompt {j}" for j in range(1 + i % 3)), seed=i,
-                          api_name="/generate", **params) for i in range(6)]
+                          api_name="/generate", **params, **({"fast": True} if i % 2 else {})) for i in range(6)]
     results = [job.result(timeout=60) for job in jobs]
     print(f"6 concurrent requests: {time.monotonic() - start:.2f} s")
     for i, (audio_files, images, details) in enumerate(results):
         assert len(audio_files) == len(images) == len(details) == 1 + i % 3
         assert [d["prompt"] for d in details] == [f"request {i} prompt {j}" for j in range(1 + i % 3)]
-        assert all(d["seed"] == i for d in details)
+        assert all(d["seed"] == i and d["fast"] is bool(i % 2) for d in details)
         for path in audio_files:
             _check_wav(Path(path).read_bytes())
         assert all(Path(p).read_bytes()[:8] == PNG for p in images)
@@ -297,18 +321,30 @@ def test_api_concurrent_requests(server):
 
 
 def test_http_call_api(server):
-    """The documented curl flow: POST /gradio_api/call/generate, then read the event stream."""
-    body = json.dumps({"data": ["solo piano", server["fixture"], 1.0, "4,2,2,2", 10, 1, 3.0, 0.9, 5]}).encode()
-    request = urllib.request.Request(server["url"] + "gradio_api/call/generate", data=body,
-                                     headers={"Content-Type": "application/json"})
-    event_id = json.loads(_fetch_request(request))["event_id"]
-    stream = _fetch(server["url"] + f"gradio_api/call/generate/{event_id}").decode()
-    events = [line for line in stream.splitlines() if line.startswith(("event:", "data:"))]
-    assert "event: complete" in events, stream
-    audio_files, images, details = json.loads(events[events.index("event: complete") + 1][len("data:"):])
-    assert details[0]["prompt"] == "solo piano" and details[0]["seed"] == 5
+    """The documented curl flows: POST /gradio_api/call/generate (all ten inputs, in order) or
+    /gradio_api/call/v2/generate (named inputs, the others at their defaults), then read the event stream."""
+    audio_files, images, details = _call(server, "call/generate",
+                                         {"data": ["solo piano", server["fixture"], 1.0, "4,2,2,2", 10, 1, 3.0, 0.9, 5,
+                                                   True]})
+    assert details[0]["prompt"] == "solo piano" and details[0]["seed"] == 5 and details[0]["fast"] is True
     _check_wav(_fetch(audio_files[0]["url"]))
     assert _fetch(images[0]["url"])[:8] == PNG
+    # a request written before fast mode existed, by name: fast mode is off
+    audio_files, _, details = _call(server, "call/v2/generate",
+                                    {"prompts": "solo piano", "duration": 1.0, "steps": "4,2,2,2", "seed": 5})
+    assert details[0]["seed"] == 5 and details[0]["fast"] is False
+    _check_wav(_fetch(audio_files[0]["url"]))
+
+
+def _call(server, route: str, payload: dict) -> list:
+    """POST ``payload`` to ``/gradio_api/<route>`` and return the outputs of the event stream's end."""
+    request = urllib.request.Request(server["url"] + f"gradio_api/{route}", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    event_id = json.loads(_fetch_request(request))["event_id"]
+    stream = _fetch(server["url"] + f"gradio_api/{route}/{event_id}").decode()
+    events = [line for line in stream.splitlines() if line.startswith(("event:", "data:"))]
+    assert "event: complete" in events, stream
+    return json.loads(events[events.index("event: complete") + 1][len("data:"):])
 
 
 def _fetch_request(request) -> bytes:

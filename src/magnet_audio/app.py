@@ -5,8 +5,8 @@
     magnet app --listen --auth user:secret        # bind 0.0.0.0: reachable from other machines
 
 The page takes several prompts at once (one per line), the model, the duration, the decoding
-steps, CFG, temperature, top-p and the seed; it shows live progress, an audio player (with a
-download button) and a spectrogram for each result. The same event is the programmatic API
+steps, CFG, temperature, top-p, the seed and fast mode; it shows live progress, an audio player
+(with a download button) and a spectrogram for each result. The same event is the programmatic API
 ``/generate`` (Gradio's client and its ``/gradio_api/call/generate`` HTTP route), see docs/app.md.
 
 Requests wait in Gradio's queue. Generation itself runs one request at a time on the model's
@@ -16,8 +16,9 @@ writing and spectrograms of one overlap the generation of another. Each request 
 ``--max-prompts`` prompts and ``--max-duration`` seconds of audio. Bad input raises ``gr.Error``,
 which the page shows as a message; no request can stop the server.
 
-There is no "fast mode": MAGNeT has no such generation parameter. Speed is set by the decoding
-steps (audiocraft's default 20,10,10,10; fewer steps are faster, e.g. 10,5,5,5).
+Speed is set by the decoding steps (audiocraft's default 20,10,10,10; fewer steps are faster, e.g.
+10,5,5,5) and by fast mode: ``set_generation_params(fast=True)``, the approximate decoding preset of
+docs/fast-inference.md (``magnet generate --fast``).
 """
 
 from __future__ import annotations
@@ -104,8 +105,17 @@ def _number(value: Any, name: str, low: float, high: float) -> float:
     return number
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A checkbox value: a bool (or 0/1, as JSON clients may send); None (omitted) is False."""
+    if value is None:
+        return False
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise InputError(f"{name} must be true or false; got {value!r}.")
+
+
 def check_params(duration: Any, cfg_max: Any, cfg_min: Any, temperature: Any, top_p: Any, seed: Any,
-                 max_duration: float) -> dict:
+                 max_duration: float, fast: Any = False) -> dict:
     """Validated generation parameters (an :class:`InputError` names the first bad one)."""
     params = {
         "duration": _number(duration, "Duration (s)", 0.0, max_duration),
@@ -122,6 +132,7 @@ def check_params(duration: Any, cfg_max: Any, cfg_min: Any, temperature: Any, to
     if seed != int(seed):
         raise InputError(f"Seed must be an integer (-1 for random); got {seed!r}.")
     params["seed"] = int(seed)
+    params["fast"] = _flag(fast, "Fast mode")
     return params
 
 
@@ -248,15 +259,20 @@ class Generator:
                 f"Shorter durations are cut; longer ones (up to {self.max_duration:g} s) slide the window.")
 
     def generate(self, prompts_text: str, model_name: str, duration: Any, steps: Any, cfg_max: Any,
-                 cfg_min: Any, temperature: Any, top_p: Any, seed: Any, progress=None) -> list[dict]:
-        """Generate one clip per prompt; returns a dict per clip (audio and spectrogram paths, info)."""
+                 cfg_min: Any, temperature: Any, top_p: Any, seed: Any, fast: Any = False,
+                 progress=None) -> list[dict]:
+        """Generate one clip per prompt; returns a dict per clip (audio and spectrogram paths, info).
+
+        fast: decode with the fast-mode preset (``set_generation_params(fast=True)``, approximate;
+            docs/fast-inference.md) instead of exact decoding.
+        """
         import torch
 
         from .audio import audio_write
         from .cli import slugify
 
         prompts = parse_prompts(prompts_text, self.max_prompts)
-        params = check_params(duration, cfg_max, cfg_min, temperature, top_p, seed, self.max_duration)
+        params = check_params(duration, cfg_max, cfg_min, temperature, top_p, seed, self.max_duration, fast)
         if params["seed"] < 0:
             params["seed"] = secrets.randbelow(2**31)
         if progress is not None:
@@ -268,7 +284,8 @@ class Generator:
             decoding_steps = parse_steps(steps, model.lm.num_codebooks)
             model.set_generation_params(
                 top_p=params["top_p"], temperature=params["temperature"], max_cfg_coef=params["max_cfg_coef"],
-                min_cfg_coef=params["min_cfg_coef"], decoding_steps=decoding_steps, duration=params["duration"])
+                min_cfg_coef=params["min_cfg_coef"], decoding_steps=decoding_steps, duration=params["duration"],
+                fast=params["fast"])
 
             def on_step(step: int, total: int) -> None:
                 if progress is not None:
@@ -303,7 +320,7 @@ class Generator:
                 "duration_s": round(one.shape[-1] / sample_rate, 4), "model": model_name, "seed": params["seed"],
                 "decoding_steps": decoding_steps, "max_cfg_coef": params["max_cfg_coef"],
                 "min_cfg_coef": params["min_cfg_coef"], "temperature": params["temperature"],
-                "top_p": params["top_p"], "generation_s": round(elapsed, 3),
+                "top_p": params["top_p"], "fast": params["fast"], "generation_s": round(elapsed, 3),
             })
         return results
 
@@ -366,11 +383,12 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
     steps_default = ",".join(map(str, DEFAULT_STEPS[:loaded.lm.num_codebooks] if loaded else DEFAULT_STEPS))
 
     def generate(prompts: str, model: str, duration: float, steps: str, cfg_max: float, cfg_min: float,
-                 temperature: float, top_p: float, seed: float, progress=gr.Progress()):
-        """Generate one clip per prompt line. Returns (audio files, spectrogram PNGs, details per clip)."""
+                 temperature: float, top_p: float, seed: float, fast: bool = False, progress=gr.Progress()):
+        """Generate one clip per prompt line (``fast``: approximate, faster decoding). Returns (audio
+        files, spectrogram PNGs, details per clip)."""
         try:
             results = generator.generate(prompts, model, duration, steps, cfg_max, cfg_min, temperature, top_p,
-                                         seed, progress=progress)
+                                         seed, fast, progress=progress)
         except MagnetError as exc:
             raise gr.Error(str(exc), title="Cannot generate") from exc
         except Exception as exc:  # a bug or out of memory: report it, keep serving
@@ -396,7 +414,8 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
         if details:
             d = details[0]
             status = (f"Generated {len(details)} clip(s) of {d['duration_s']:.2f} s at {d['sample_rate']} Hz "
-                      f"with `{d['model']}` in {d['generation_s']:.1f} s (seed {d['seed']}).")
+                      f"with `{d['model']}` in {d['generation_s']:.1f} s (seed {d['seed']}"
+                      f"{', fast mode' if d['fast'] else ''}).")
         else:
             status = ""
         return [status] + updates
@@ -426,6 +445,9 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
                                          info="the model's window by default; longer slides the window")
                     steps = gr.Textbox(steps_default, label="Decoding steps per codebook", elem_id="steps",
                                        info="fewer is faster (e.g. 10,5,5,5); audiocraft's default 20,10,10,10")
+                    fast = gr.Checkbox(False, label="Fast mode", elem_id="fast",
+                                       info="approximate, faster decoding: cached attention, CFG skipped near 1, "
+                                            "int8 on CPU or half precision on GPU (not the exact tokens)")
                     with gr.Row():
                         cfg_max = gr.Number(10.0, label="CFG max", elem_id="cfg-max")
                         cfg_min = gr.Number(1.0, label="CFG min", elem_id="cfg-min")
@@ -449,7 +471,7 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
                     image_files = gr.File(label="Spectrograms", file_count="multiple", elem_id="spectrogram-files")
                     details = gr.JSON(label="Details", elem_id="details")
 
-        inputs = [prompts, model, duration, steps, cfg_max, cfg_min, temperature, top_p, seed]
+        inputs = [prompts, model, duration, steps, cfg_max, cfg_min, temperature, top_p, seed, fast]
         event = dict(fn=generate, inputs=inputs, outputs=[audio_files, image_files, details],
                      api_name="generate", concurrency_limit=concurrency, concurrency_id="generate",
                      show_progress_on=[status])
