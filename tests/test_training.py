@@ -387,6 +387,21 @@ def test_export_loads_with_the_public_api(trained_run, tmp_path):
         export(tmp_path, tmp_path / "x")
 
 
+def test_export_carries_recommended_decoding_options(trained_run, tmp_path):
+    run_dir, _, _ = trained_run
+    out = tmp_path / "exported"
+    assert cli_main(["export", str(run_dir), str(out), "--generation", '{"temperature": 1.5, "max_cfg_coef": 3.0}']) == 0
+    model = MAGNeT.get_pretrained(str(out), device="cpu")
+    assert model.recommended_generation_params == {"temperature": 1.5, "max_cfg_coef": 3.0}
+    assert (model.generation_params.temperature, model.generation_params.max_cfg_coef) == (1.5, 3.0)
+    assert cli_main(["export", str(run_dir), str(tmp_path / "bad"), "--generation", "{temperature: 1"]) == 2
+    config = json.loads((out / "config.json").read_text())
+    config["generation"] = {"temprature": 1.0}
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="invalid generation options"):
+        MAGNeT.get_pretrained(str(out), device="cpu")
+
+
 def test_existing_run_needs_resume(trained_run):
     run_dir, _, _ = trained_run
     cfg = from_dict(TrainConfig, _config(run_dir, str(run_dir / "tokens" / "train"), None))

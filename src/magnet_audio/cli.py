@@ -76,11 +76,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
         return ar_models[name]
 
     hybrid_ar = load_ar(args.hybrid_ar) if args.hybrid_ar else None
-    max_cfg, min_cfg = args.cfg
+    sampling = dict(model.recommended_generation_params)  # the model's own defaults, then the flags given
+    given = {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
+             "max_cfg_coef": args.cfg[0] if args.cfg else None, "min_cfg_coef": args.cfg[1] if args.cfg else None,
+             "decoding_steps": args.steps}
+    sampling.update({k: v for k, v in given.items() if v is not None})
+    sampling.setdefault("decoding_steps", [20, 10, 10, 10][:model.lm.num_codebooks])
     model.set_generation_params(
-        use_sampling=not args.greedy, top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
-        max_cfg_coef=max_cfg, min_cfg_coef=min_cfg,
-        decoding_steps=args.steps if args.steps is not None else [20, 10, 10, 10][:model.lm.num_codebooks],
+        use_sampling=not args.greedy, **sampling,
         span_arrangement=args.span_arrangement, span_scoring=args.span_scoring,
         rescorer=load_ar(args.rescorer) if args.rescorer else None, rescore_weight=args.rescore_weight,
         duration=args.duration, fast=args.fast, kv_cache_refresh=args.kv_cache_refresh,
@@ -124,10 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="normalisation of the written audio")
     gen.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
     gen.add_argument("--steps", type=_int_list, default=None, help="decoding steps per codebook, e.g. 20,10,10,10")
-    gen.add_argument("--cfg", type=_cfg_pair, default=(10.0, 1.0), help="max,min classifier-free guidance")
-    gen.add_argument("--temperature", type=float, default=3.0, help="initial sampling temperature (annealed)")
-    gen.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (0 disables)")
-    gen.add_argument("--top-k", type=int, default=0, help="top-k sampling (used when --top-p is 0)")
+    gen.add_argument("--cfg", type=_cfg_pair, default=None,
+                     help="max,min classifier-free guidance (default: the model's recommendation, else 10,1)")
+    gen.add_argument("--temperature", type=float, default=None,
+                     help="initial sampling temperature, annealed (default: the model's recommendation, else 3.0)")
+    gen.add_argument("--top-p", type=float, default=None,
+                     help="nucleus sampling mass, 0 disables (default: the model's recommendation, else 0.9)")
+    gen.add_argument("--top-k", type=int, default=None, help="top-k sampling, used when top-p is 0 (default: 0)")
     gen.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     gen.add_argument("--span-arrangement", default="nonoverlap", choices=["nonoverlap", "stride1"],
                      help="re-mask aligned 3-frame chunks, or the least probable overlapping spans")

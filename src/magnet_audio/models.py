@@ -24,7 +24,8 @@ from .decoding.ar import ARGenerationParams
 from .decoding.hybrid import check_pair, generate_hybrid_codes
 from .decoding.rescoring import ARRescorer
 from .genmodel import BaseGenModel, check_descriptions, codec_source
-from .errors import InputError
+from .checkpoints import read_our_config
+from .errors import CheckpointError, InputError
 from .lm.magnet import MagnetLM
 from .lm.musicgen import MusicGenLM
 from .loaders import load_lm_model
@@ -44,6 +45,8 @@ class MAGNeT(BaseGenModel):
         self.extend_stride = self.max_duration / 2
         self.generation_params = GenerationParams()
         self.rescorer: MusicGenLM | None = None
+        # set_generation_params options the model's config recommends (applied by get_pretrained)
+        self.recommended_generation_params: dict = {}
 
     @staticmethod
     def get_pretrained(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
@@ -54,13 +57,22 @@ class MAGNeT(BaseGenModel):
         A directory holds ``state_dict.bin`` and ``compression_state_dict.bin`` (audiocraft's export
         format) or ``model.safetensors`` and ``config.json`` (ours, from ``magnet export``).
         ``device=None`` picks CUDA, then Apple MPS, then CPU. ``t5_path`` is a local directory with
-        the T5 encoder, for machines that cannot reach the hub.
+        the T5 encoder, for machines that cannot reach the hub. A model in our format may recommend
+        decoding options (``config.json``'s ``generation``): they become its defaults.
         """
         device = resolve_device(device)
         codec = load_compression_model(codec_source(name), device=device)
         lm = load_lm_model(name, device=device, t5_path=t5_path, frame_rate=int(round(codec.frame_rate)))
         lm.condition_provider.text.load_text_model()
-        return MAGNeT(str(name), codec, lm)
+        model = MAGNeT(str(name), codec, lm)
+        recommended = (read_our_config(name, probe_hub=str(name) not in MAGNET_REPOS) or {}).get("generation")
+        if recommended:
+            try:
+                model.set_generation_params(**recommended)
+            except (TypeError, InputError) as exc:
+                raise CheckpointError(f"{name}: config.json has invalid generation options: {exc}") from exc
+            model.recommended_generation_params = dict(recommended)
+        return model
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 0, top_p: float = 0.9,
                               temperature: float = 3.0, max_cfg_coef: float = 10.0, min_cfg_coef: float = 1.0,

@@ -363,7 +363,8 @@ def run_generate_bench(*, model: str | None = None, random_size: str | None = No
     for i, sched in enumerate(schedules):
         params_info.append(sched)
         for mode in ("exact", "fast") if compare and i == 0 else ("exact",):
-            magnet.set_generation_params(decoding_steps=sched, fast=mode == "fast")
+            magnet.set_generation_params(**{**magnet.recommended_generation_params, "decoding_steps": sched},
+                                         fast=mode == "fast")
             if mode == "fast":
                 fast_params = {k: v for k, v in magnet.generation_params.to_dict().items()
                                if k in ("kv_cache_refresh", "cfg_skip_threshold", "int8", "half", "compile")}

@@ -211,7 +211,7 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     model = MAGNeT.get_pretrained(model_name, device=device, t5_path=t5_path)
     if steps is not None:
-        model.set_generation_params(decoding_steps=list(steps))
+        model.set_generation_params(**{**model.recommended_generation_params, "decoding_steps": list(steps)})
     if seed is not None:
         torch.manual_seed(seed)
     start = time.perf_counter()

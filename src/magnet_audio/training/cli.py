@@ -7,6 +7,7 @@ subparsers; ``add_bench_train(bench_sub)`` registers ``train`` on ``magnet bench
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -48,7 +49,12 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from .export import export
 
-    out = export(args.checkpoint, args.out_dir, use_ema=not args.no_ema, codec=args.codec, half=args.half)
+    try:
+        generation = json.loads(args.generation) if args.generation else None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--generation must be a JSON object: {exc}") from exc
+    out = export(args.checkpoint, args.out_dir, use_ema=not args.no_ema, codec=args.codec, half=args.half,
+                 generation=generation)
     if (out / "state_dict.bin").exists():
         print(f"exported to {out}: state_dict.bin + compression_state_dict.bin (audiocraft), "
               "model.safetensors + config.json (magnet_audio)")
@@ -114,6 +120,9 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--codec", default=None, help="codec to ship (default: the one the run used)")
     p.add_argument("--half", action="store_true",
                    help="store the LM weights in float16 (half the size; they load back into float32)")
+    p.add_argument("--generation", metavar="JSON", default=None,
+                   help="recommended decoding options stored with the model and applied by get_pretrained, "
+                        """e.g. '{"temperature": 1.0, "max_cfg_coef": 3.0}'""")
     p.set_defaults(func=cmd_export)
 
 

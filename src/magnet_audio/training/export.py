@@ -69,12 +69,14 @@ def _save_atomic(write, path: Path) -> None:
 
 
 def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True,
-           codec: str | None = None, half: bool = False) -> Path:
+           codec: str | None = None, half: bool = False, generation: dict | None = None) -> Path:
     """Write the model of a MAGNeT training checkpoint (or a run folder's last one) to ``out_dir``.
 
     codec: the codec to ship (default: the one the run used, recorded in the checkpoint).
     half: store the LM weights in float16 (both formats), as the official exports do; they load
         back into float32.
+    generation: the model's recommended ``set_generation_params`` options (e.g. ``{"temperature":
+        1.0}``), stored in ``config.json`` and applied by ``MAGNeT.get_pretrained``.
     Returns ``out_dir``.
     """
     from safetensors.torch import save_file
@@ -119,7 +121,10 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     tensors = {f"lm.{k}": v.clone() for k, v in state.items()}
     tensors.update({f"codec.{k}": v.detach().cpu().contiguous().clone() for k, v in codec_model.state_dict().items()})
     _save_atomic(lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}), out / SAFETENSORS_FILE)
+    if generation is not None and not isinstance(generation, dict):
+        raise InputError(f"generation options must be a mapping, got {generation!r}")
     config = {"format": FORMAT, "version": __version__, "lm": lm_cfg.to_dict(), "codec": codec_model.config.to_dict(),
+              "generation": generation or {},
               "training": {"checkpoint": str(path), "step": int(ckpt["step"]),
                            "ema": bool(use_ema and ckpt.get("ema") is not None)}}
     _save_atomic(lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"), out / CONFIG_FILE)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Rebuild the default model (magnet-audio/synth-music) from nothing: the offline dataset, the codec,
+# the MAGNeT LM, the export into the package and its evaluation. About 1.5 h on a 2-core CPU.
+#
+#   bash scripts/train_default.sh                 # everything, into data/synth-6h and runs/
+#   STEP=lm bash scripts/train_default.sh         # start at a later step: data | codec | lm | export | eval
+#
+# Needs: python3 scripts/setup.py --test (the data and eval extras, FluidSynth and its soundfont).
+# Each training step resumes where it stopped if interrupted (re-run the same command).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+MAGNET="${MAGNET:-$ROOT/.venv/bin/magnet}"
+DATA="${DATA:-data/synth-6h}"
+RUNS="${RUNS:-runs}"
+OUT="${OUT:-src/magnet_audio/pretrained/synth-music}"
+STEP="${STEP:-data}"
+steps=(data codec lm export eval)
+start=-1
+for i in "${!steps[@]}"; do [ "${steps[$i]}" = "$STEP" ] && start=$i; done
+[ "$start" -ge 0 ] || { echo "STEP must be one of: ${steps[*]}" >&2; exit 2; }
+at() { for i in "${!steps[@]}"; do [ "${steps[$i]}" = "$1" ] && [ "$i" -ge "$start" ] && return 0; done; return 1; }
+
+if at data && [ ! -f "$DATA/train.jsonl" ]; then
+  "$MAGNET" data synth "$DATA" --hours 6 --seed 0          # 2,052 train + 108 held-out 10 s clips
+fi
+if at codec; then
+  resume=(); [ -d "$RUNS/default-codec/checkpoints" ] && resume=(--resume)
+  "$MAGNET" train-codec configs/default/codec.yaml data.train="$DATA/train.jsonl" \
+    run_dir="$RUNS/default-codec" "${resume[@]}"
+fi
+if at lm; then
+  resume=(); [ -d "$RUNS/default-magnet/checkpoints" ] && resume=(--resume)
+  "$MAGNET" train configs/default/magnet.yaml data.train="$DATA/train.jsonl" \
+    model.codec="$RUNS/default-codec/export" run_dir="$RUNS/default-magnet" "${resume[@]}"
+fi
+if at export; then
+  "$MAGNET" export "$RUNS/default-magnet" "$OUT" --half
+  rm -f "$OUT/state_dict.bin" "$OUT/compression_state_dict.bin"  # ship our format alone (model.safetensors)
+fi
+if at eval; then
+  "$MAGNET" eval --model "$OUT" --prompts "$DATA/heldout.jsonl" --reference "$DATA/heldout" \
+    --metrics adherence,codec --out eval/default
+fi
