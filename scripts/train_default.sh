@@ -40,5 +40,5 @@ if at export; then
 fi
 if at eval; then
   "$MAGNET" eval --model "$OUT" --prompts "$DATA/heldout.jsonl" --reference "$DATA/heldout" \
-    --metrics adherence,codec --out eval/default
+    --metrics adherence,codec --batch 8 --seed 0 --out eval/default
 fi
