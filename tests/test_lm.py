@@ -32,10 +32,11 @@ def test_fixture_logits_match_reference(fixture_lm, reference, stage):
     with torch.no_grad():
         logits = fixture_lm(seq, fixture_lm.encode_text(reference["texts"]), stage=stage)
     assert logits.shape == expected.shape == (2, 4, 50, 64)
-    # Float32 rounding alone moves these logits (|x| up to ~10) by ~1e-4, and how much depends on the
-    # CPU's summation order, in the reference run as in ours. Max error measured: 1.18e-4 on one
-    # machine, 2.6e-4 on another (stage 1, on 0.2% of the 25,600 logits); the mean error stays
-    # ~100x smaller and no prediction changes.
+    # Float32 rounding moves these logits (|x| up to ~10) by ~1e-4, in the reference run as in ours,
+    # and how much depends on the CPU's summation order. Measured at stage 1: our float64 result is
+    # 2.8e-4 from the reference (the reference's own rounding), our float32 result 1.4e-4 from our
+    # float64 one, and 1.2e-4 (one machine) to 2.6e-4 (another) from the reference, on 0.2% of the
+    # 25,600 logits; the mean error stays ~100x smaller and no prediction changes.
     err = (logits - expected).abs()
     assert err.max() < 5e-4
     assert (err > 1e-4).float().mean() < 1e-2
