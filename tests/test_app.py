@@ -60,6 +60,15 @@ def test_parse_prompts():
         parse_prompts("x" * 5000, 2)
 
 
+def test_form_defaults_follow_the_model_recommendation():
+    from types import SimpleNamespace
+
+    from magnet_audio.app import sampling_defaults
+    assert sampling_defaults(None) == [10.0, 1.0, 3.0, 0.9]  # audiocraft's
+    recommending = SimpleNamespace(recommended_generation_params={"temperature": 1.0, "max_cfg_coef": 3.0})
+    assert sampling_defaults(recommending) == [3.0, 1.0, 1.0, 0.9]
+
+
 def test_parse_steps_and_params():
     assert parse_steps("20, 10,10 ,10", 4) == [20, 10, 10, 10]
     assert parse_steps([4, 2], 2) == [4, 2]

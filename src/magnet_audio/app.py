@@ -114,6 +114,14 @@ def _flag(value: Any, name: str) -> bool:
     raise InputError(f"{name} must be true or false; got {value!r}.")
 
 
+def sampling_defaults(model) -> list[float]:
+    """The form's CFG max, CFG min, temperature and top-p for ``model`` (None: not loaded yet): what
+    its config recommends (``recommended_generation_params``), else audiocraft's defaults."""
+    rec = getattr(model, "recommended_generation_params", None) or {}
+    return [rec.get("max_cfg_coef", 10.0), rec.get("min_cfg_coef", 1.0), rec.get("temperature", 3.0),
+            rec.get("top_p", 0.9)]
+
+
 def check_params(duration: Any, cfg_max: Any, cfg_min: Any, temperature: Any, top_p: Any, seed: Any,
                  max_duration: float, fast: Any = False) -> dict:
     """Validated generation parameters (an :class:`InputError` names the first bad one)."""
@@ -382,6 +390,8 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
     window = loaded.max_duration if loaded is not None else (window_guess(default) or 10.0)
     steps_default = ",".join(map(str, DEFAULT_STEPS[:loaded.lm.num_codebooks] if loaded else DEFAULT_STEPS))
 
+    cfg_max_default, cfg_min_default, temperature_default, top_p_default = sampling_defaults(loaded)
+
     def generate(prompts: str, model: str, duration: float, steps: str, cfg_max: float, cfg_min: float,
                  temperature: float, top_p: float, seed: float, fast: bool = False, progress=gr.Progress()):
         """Generate one clip per prompt line (``fast``: approximate, faster decoding). Returns (audio
@@ -424,8 +434,10 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
         model = generator.loaded(name)
         new_window = model.max_duration if model is not None else window_guess(name)
         steps = ",".join(map(str, DEFAULT_STEPS[:model.lm.num_codebooks])) if model is not None else gr.update()
+        sampling = sampling_defaults(model) if model is not None else [gr.update()] * 4
         return (generator.describe(name),
-                gr.update(value=min(new_window, generator.max_duration)) if new_window else gr.update(), steps)
+                gr.update(value=min(new_window, generator.max_duration)) if new_window else gr.update(), steps,
+                *sampling)
 
     theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                            font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
@@ -449,11 +461,11 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
                                        info="approximate, faster decoding: cached attention, CFG skipped near 1, "
                                             "int8 on CPU or half precision on GPU (not the exact tokens)")
                     with gr.Row():
-                        cfg_max = gr.Number(10.0, label="CFG max", elem_id="cfg-max")
-                        cfg_min = gr.Number(1.0, label="CFG min", elem_id="cfg-min")
+                        cfg_max = gr.Number(cfg_max_default, label="CFG max", elem_id="cfg-max")
+                        cfg_min = gr.Number(cfg_min_default, label="CFG min", elem_id="cfg-min")
                     with gr.Row():
-                        temperature = gr.Number(3.0, label="Temperature", elem_id="temperature")
-                        top_p = gr.Number(0.9, label="Top-p", elem_id="top-p")
+                        temperature = gr.Number(temperature_default, label="Temperature", elem_id="temperature")
+                        top_p = gr.Number(top_p_default, label="Top-p", elem_id="top-p")
                         seed = gr.Number(-1, label="Seed (-1: random)", precision=0, elem_id="seed")
                 gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompts], label="Example prompts")
             with gr.Column(scale=6):
@@ -478,7 +490,8 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
         run = button.click(**event)
         run.success(show, inputs=[details, audio_files, image_files], outputs=[status] + slot_parts,
                     api_visibility="private", queue=False)
-        model.change(on_model_change, inputs=[model], outputs=[model_info, duration, steps],
+        model.change(on_model_change, inputs=[model], outputs=[model_info, duration, steps, cfg_max, cfg_min,
+                                                               temperature, top_p],
                      api_visibility="private", queue=False)
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     demo._magnet_theme, demo._magnet_css = theme, CSS
