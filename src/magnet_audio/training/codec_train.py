@@ -40,13 +40,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 
 from ..errors import CheckpointError, InputError
 from .codec_objective import CodecLossConfig, CodecObjective
 from .config import CheckpointConfig, DistributedConfig, EMAConfig, LogConfig, OptimConfig, ValidConfig, \
-    apply_overrides, from_dict
+    read_config
 from .data import AudioSegments, EpochSampler, load_items, split_items, sub_seed
 
 logger = logging.getLogger(__name__)
@@ -165,18 +164,7 @@ class CodecTrainConfig:
 
 def load_codec_config(path: str | Path | None, overrides: list[str] | None = None) -> CodecTrainConfig:
     """Read a YAML codec training config (defaults when ``path`` is None) and apply ``key=value`` overrides."""
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise InputError(f"cannot read config {path}: {exc.strerror or exc}") from exc
-        except yaml.YAMLError as exc:
-            raise InputError(f"config {path} is not valid YAML: {exc}") from exc
-        if not isinstance(values, dict):
-            raise InputError(f"config {path} must be a YAML mapping of options")
-    return from_dict(CodecTrainConfig, apply_overrides(values, list(overrides or [])))
+    return read_config(CodecTrainConfig, path, overrides)
 
 
 # ----------------------------------------------------------------------------------- objective

@@ -267,8 +267,9 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides."""
+def read_config(cls, path: str | Path | None, overrides: list[str] | None = None):
+    """A ``cls`` config dataclass from a YAML file (its defaults when ``path`` is None), with
+    ``key=value`` overrides applied."""
     values: dict = {}
     if path is not None:
         path = Path(path)
@@ -280,4 +281,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise InputError(f"config {path} is not valid YAML: {exc}") from exc
         if not isinstance(values, dict):
             raise InputError(f"config {path} must be a YAML mapping of options")
-    return from_dict(TrainConfig, apply_overrides(values, list(overrides or [])))
+    return from_dict(cls, apply_overrides(values, list(overrides or [])))
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML LM training config (or start from the defaults when ``path`` is None) and apply overrides."""
+    return read_config(TrainConfig, path, overrides)
