@@ -203,6 +203,26 @@ def test_report_pairs_generated_reference_and_shuffled(monkeypatch, tmp_path):
     assert tempo["shuffled"]["value"] == 0.0 and report["measures"]["tempo_acc_octave"]["shuffled"]["value"] == 0.0
     assert all(s != i for i, s in enumerate(report["shuffle"]))
     assert report["clips"]["reference"][1] is None
+    assert "codec" not in tempo  # no codec round trips given: no such condition
+
+
+def test_report_scores_codec_round_trips_against_their_own_prompts(monkeypatch, tmp_path):
+    clips = {tmp_path / f"{i}.wav": _matching(r) for i, r in enumerate(ROWS)}
+    # the "round trips" are the clips in reverse order: each is matched to another row's prompt
+    rev = {tmp_path / f"rt{i}.wav": _matching(r) for i, r in enumerate(reversed(ROWS))}
+
+    class NoTranscriber:
+        weights = "none"
+
+        def load(self):
+            pass
+
+    monkeypatch.setattr(A, "analyze_clip", lambda path, transcriber: {**clips, **rev}[path])
+    report = A.adherence_report(ROWS, list(clips), list(clips), transcriber=NoTranscriber(), codec=list(rev))
+    tempo = report["measures"]["tempo_acc"]
+    assert tempo["reference"]["value"] == 1.0
+    assert tempo["codec"]["n"] == 4 and tempo["codec"]["value"] == 0.0  # the bpms differ by > 8% pairwise
+    assert list(report["measures"]["key_exact"]) == ["generated", "reference", "codec", "shuffled"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,6 +273,7 @@ def test_codec_report_on_tiny_codec(fixture_dir, tmp_path):
 def test_cli_eval_adherence_and_codec_writes_results(fixture_dir, tmp_path, capsys):
     pytest.importorskip("librosa")
     pytest.importorskip("basic_pitch")
+    from magnet_audio import load_compression_model
     from magnet_audio.evaluation.cli import main
 
     ref, gen = tmp_path / "ref", tmp_path / "gen"
@@ -282,7 +303,12 @@ def test_cli_eval_adherence_and_codec_writes_results(fixture_dir, tmp_path, caps
     for name in ("codec_si_snr", "codec_mel"):
         assert by_metric[name]["status"] == "ok" and np.isfinite(by_metric[name]["value"])
         assert by_metric[name]["details"]["n_clips"] == 2
+    # adherence also scored the references after a round trip through the codec, written to out/codec
+    round_trips = sorted((out / "codec").glob("*.wav"))
+    assert [p.name for p in round_trips] == ["00000_a.wav", "00001_b.wav"]
+    assert sf.info(round_trips[0]).samplerate == load_compression_model(fixture_dir, device="cpu").sample_rate
+    assert by_metric["tempo_acc"]["details"]["codec"]["n"] == 2
     csv_text = (out / "results.csv").read_text()
     assert "tempo_acc" in csv_text and "codec_mel" in csv_text
     table = capsys.readouterr().out
-    assert "TEMPO_ACC" in table and "shuffled" in table and "CODEC_SI_SNR" in table
+    assert "TEMPO_ACC" in table and "shuffled" in table and "codec round trip" in table and "CODEC_SI_SNR" in table

@@ -4,10 +4,12 @@ The judges are analysis tools we did not write: librosa (beat tracking, constant
 harmonic/percussive separation) and Spotify's basic-pitch note transcriber (ONNX weights in its
 wheel). Each clip is analysed once (:func:`analyze_clip`); each analysis is then scored against a
 prompt's metadata (the ``bpm``, ``key`` and ``instruments`` of a ``magnet data synth`` manifest row)
-by :func:`score_measures`. :func:`adherence_report` scores three pairings in one run:
+by :func:`score_measures`. :func:`adherence_report` scores these pairings in one run:
 
 * ``generated``: each generated clip against its own prompt;
 * ``reference``: each real held-out render against its own prompt (the upper bound the judges allow);
+* ``codec`` (optional): each real render encoded and decoded by the model's codec, against its own
+  prompt: the upper bound the codec allows a model that generates its tokens;
 * ``shuffled``: generated clip *i* against the prompt of row ``σ(i) != i`` (a fixed-seed derangement),
   the chance level for this set of prompts.
 
@@ -65,7 +67,7 @@ JUDGES = {"tempo_acc": "librosa beat_track", "tempo_acc_octave": "librosa beat_t
           "Krumhansl-Schmuckler", "key_signature": "librosa chroma_cqt + Krumhansl-Schmuckler",
           "in_scale_notes": "basic-pitch ICASSP 2022 (ONNX)", "bass_auc": "basic-pitch ICASSP 2022 (ONNX)",
           "drums_auc": "librosa HPSS"}
-CONDITIONS = ("generated", "reference", "shuffled")
+CONDITIONS = ("generated", "reference", "codec", "shuffled")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,10 +334,12 @@ def derangement(n: int, seed: int = 0) -> list[int]:
 
 def adherence_report(rows: Sequence[dict], generated: Sequence[Path | None], reference: Sequence[Path | None],
                      transcriber: NoteTranscriber | None = None, shuffle_seed: int = 0,
-                     progress: Callable[[str], None] | None = None) -> dict:
-    """Score each measure on generated clips, reference clips and shuffled pairing.
+                     progress: Callable[[str], None] | None = None,
+                     codec: Sequence[Path | None] | None = None) -> dict:
+    """Score each measure on generated clips, reference clips, codec round trips and shuffled pairing.
 
-    ``rows[i]`` is prompt ``i``'s metadata; ``generated[i]`` / ``reference[i]`` its clips (None: missing).
+    ``rows[i]`` is prompt ``i``'s metadata; ``generated[i]`` / ``reference[i]`` / ``codec[i]`` its clips
+    (None: missing; ``codec`` None: no such condition).
     Returns ``{"measures": {measure: {condition: {"value", "n", ...}}}, "clips": per-clip analyses,
     "shuffle": σ}``; a condition without clips is absent."""
     transcriber = transcriber or NoteTranscriber()
@@ -343,7 +347,7 @@ def adherence_report(rows: Sequence[dict], generated: Sequence[Path | None], ref
     targets = [PromptTarget.from_row(r) for r in rows]
     analyses: dict[str, list[ClipAnalysis | None]] = {}
     done: dict[Path, ClipAnalysis] = {}  # a clip given twice (e.g. --generated = --reference) is analysed once
-    for condition, paths in (("generated", generated), ("reference", reference)):
+    for condition, paths in (("generated", generated), ("reference", reference), ("codec", codec or [])):
         if not any(p is not None for p in paths):
             continue
         out = []

@@ -52,7 +52,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     else:
         generation = runner.generate_items(items, args.model, out / "generated", device=args.device,
                                            t5_path=args.t5_path, steps=args.steps, batch_size=args.batch,
-                                           seed=args.seed, progress=not args.quiet)
+                                           seed=args.seed, progress=not args.quiet, fast=args.fast)
         notes.append(f"generated: {len(items)} clips with {args.model} into {out / 'generated'}")
     reference_set = runner.list_audio(args.reference) if args.reference else None
     options = {"checkpoint": args.vggish_checkpoint, "pretrained_length": args.passt_length,
@@ -60,7 +60,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     results = runner.evaluate(items, metrics, fad_embeddings=_names(args.fad_embeddings),
                               kl_classifiers=_names(args.kl_classifiers), clap_model=args.clap_model,
                               reference_set=reference_set, backend_options=options,
-                              codec_model=args.codec or args.model, progress=not args.quiet)
+                              codec_model=args.codec or args.model, progress=not args.quiet,
+                              codec_dir=out / "codec")
     meta = {"prompts": str(args.prompts), "reference": args.reference, "generated": args.generated,
             "model": None if args.generated else args.model, "generation": generation, "n_prompts": len(items),
             "pairing": notes, "items": [{"prompt": it.prompt, "reference": str(it.reference or ""),
@@ -133,6 +134,8 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--out", "-o", default="eval", help="output directory (results.json, results.csv, generated/)")
     p.add_argument("--t5-path", default=None, help="local T5 directory for generation (offline use)")
     p.add_argument("--steps", type=_int_list, default=None, help="decoding steps per codebook, e.g. 20,10,10,10")
+    p.add_argument("--fast", action="store_true", help="generate with the fast-mode preset (approximate; "
+                   "see docs/fast-inference.md) to measure its quality cost")
     p.add_argument("--batch", type=int, default=4, help="prompts generated together")
     p.add_argument("--seed", type=int, default=0, help="generation seed")
     p.add_argument("--device", default=None, help="device for generation (default: best available)")

@@ -21,6 +21,7 @@ import csv
 import json
 import re
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import audio_read
-from ..errors import InputError
+from ..errors import InputError, MagnetError
 from . import embeddings as E
 from .clap import clap_score
 from .fad import frechet_audio_distance, gaussian_stats
@@ -197,8 +198,9 @@ def attach_generated(items: list[EvalItem], generated_dir: str | Path) -> str:
 
 def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, *, device: str | None = None,
                    t5_path: str | None = None, steps: Sequence[int] | None = None, batch_size: int = 4,
-                   seed: int | None = 0, progress: bool = True) -> dict:
-    """Generate one clip per prompt with MAGNeT into ``out_dir`` (+ ``generated.jsonl``).
+                   seed: int | None = 0, progress: bool = True, fast: bool = False) -> dict:
+    """Generate one clip per prompt with MAGNeT into ``out_dir`` (+ ``generated.jsonl``), with the model's
+    recommended decoding options, ``steps`` if given, and the fast-mode preset if ``fast``.
 
     Clips are written with audiocraft's evaluation normalisation (loudness, 14 dB headroom, no
     compressor). Returns a description of the generation (model, params, seconds)."""
@@ -210,8 +212,9 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = MAGNeT.get_pretrained(model_name, device=device, t5_path=t5_path)
-    if steps is not None:
-        model.set_generation_params(**{**model.recommended_generation_params, "decoding_steps": list(steps)})
+    if steps is not None or fast:
+        model.set_generation_params(**{**model.recommended_generation_params, "fast": fast,
+                                       **({} if steps is None else {"decoding_steps": list(steps)})})
     if seed is not None:
         torch.manual_seed(seed)
     start = time.perf_counter()
@@ -228,7 +231,7 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
             it.generated = path
             lines.append(json.dumps({"path": path.name, "description": it.prompt}, ensure_ascii=False))
     (out_dir / "generated.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return {"model": model_name, "decoding_steps": list(model.generation_params.decoding_steps),
+    return {"model": model_name, "params": model.generation_params.to_dict(),
             "seed": seed, "seconds": round(time.perf_counter() - start, 2), "sample_rate": model.sample_rate,
             "duration": model.duration, "device": str(model.device)}
 
@@ -335,9 +338,11 @@ def compute_clap(backend: E.TextAudioModel, items: Sequence[EvalItem], cache: Au
 
 
 def compute_adherence(items: Sequence[EvalItem], shuffle_seed: int = 0,
-                      progress: Callable[[str], None] | None = None) -> list[MetricResult]:
+                      progress: Callable[[str], None] | None = None,
+                      codec_clips: Sequence[Path | None] | None = None) -> list[MetricResult]:
     """One row per :data:`.adherence.MEASURES` entry: ``value`` on the generated clips, ``details`` holding
-    ``generated``, ``reference`` and ``shuffled`` (each ``{"value", "n", ...}``)."""
+    ``generated``, ``reference``, ``shuffled`` and, given ``codec_clips`` (item i's reference through the
+    codec), ``codec`` (each ``{"value", "n", ...}``)."""
     from . import adherence as A
 
     def rows_with(status: str, reason: str) -> list[MetricResult]:
@@ -348,7 +353,8 @@ def compute_adherence(items: Sequence[EvalItem], shuffle_seed: int = 0,
                                   "that magnet data synth writes")
     try:
         report = A.adherence_report([it.meta for it in items], [it.generated for it in items],
-                                    [it.reference for it in items], shuffle_seed=shuffle_seed, progress=progress)
+                                    [it.reference for it in items], shuffle_seed=shuffle_seed, progress=progress,
+                                    codec=codec_clips)
     except E.Unavailable as exc:
         return rows_with("unavailable", exc.reason)
     except ImportError as exc:
@@ -366,12 +372,38 @@ def compute_adherence(items: Sequence[EvalItem], shuffle_seed: int = 0,
     return results
 
 
+def reconstruct_references(codec_name: str, items: Sequence[EvalItem], out_dir: str | Path, device: str = "cpu",
+                           progress: Callable[[str], None] | None = None) -> list[Path | None]:
+    """Encode and decode each item's reference clip with ``codec_name`` into ``out_dir`` (wav at the codec's
+    rate, same stem); returns the paths in item order (None where an item has no reference)."""
+    import soundfile as sf
+
+    from ..codec import load_compression_model
+    from .codec_eval import reconstruct
+
+    codec = load_compression_model(codec_name, device=device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path | None] = []
+    for i, it in enumerate(items):
+        if it.reference is None:
+            paths.append(None)
+            continue
+        if progress is not None and i % 10 == 0:
+            progress(f"codec: round trip of reference clip {i + 1} of {len(items)}")
+        wav, _ = audio_read(it.reference, sample_rate=codec.sample_rate, channels=codec.channels)
+        rec = reconstruct(codec, wav.float().to(device)).float().cpu()
+        path = out_dir / f"{it.index:05d}_{Path(it.reference).stem}.wav"
+        sf.write(path, rec.T.numpy(), codec.sample_rate, subtype="FLOAT")
+        paths.append(path)
+    return paths
+
+
 def compute_codec(codec_name: str | None, paths: Sequence[Path], device: str = "cpu",
                   progress: Callable[[str], None] | None = None) -> list[MetricResult]:
     """Two rows, ``codec_si_snr`` (dB) and ``codec_mel`` (multi-scale log-mel L1), each the mean over the
     reference clips with the standard deviation in ``details``."""
     from ..codec import load_compression_model
-    from ..errors import MagnetError
     from .codec_eval import codec_report
 
     rows = [MetricResult("codec_si_snr", "codec", "error"), MetricResult("codec_mel", "codec", "error")]
@@ -403,9 +435,12 @@ def evaluate(items: Sequence[EvalItem], metrics: Sequence[str] = METRICS,
              fad_embeddings: Sequence[str] = DEFAULT_FAD_EMBEDDINGS,
              kl_classifiers: Sequence[str] = DEFAULT_KL_CLASSIFIERS, clap_model: str | None = None,
              reference_set: Sequence[Path] | None = None, backend_options: dict | None = None,
-             codec_model: str | None = None, shuffle_seed: int = 0, progress: bool = False) -> list[MetricResult]:
+             codec_model: str | None = None, shuffle_seed: int = 0, progress: bool = False,
+             codec_dir: str | Path | None = None) -> list[MetricResult]:
     """Score paired items; ``reference_set`` (default: the paired references) is FAD's background set and
-    the clips the ``codec`` metric reconstructs with ``codec_model``."""
+    the clips the ``codec`` metric reconstructs with ``codec_model``. With both ``adherence`` and ``codec``
+    asked for, adherence also scores the paired references after a ``codec_model`` round trip (written to
+    ``codec_dir``, a temporary directory if None): the ceiling the codec sets."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise InputError(f"unknown metric(s) {unknown} (known: {', '.join(METRICS)})")
@@ -434,8 +469,24 @@ def evaluate(items: Sequence[EvalItem], metrics: Sequence[str] = METRICS,
         results.append(compute_clap(E.make_backend(E.CLAP_MODELS, "laion-clap", "text-audio model",
                                                    **{**opts, "model": clap_model}), items, cache))
     if "adherence" in metrics:
+        codec_clips, tmp = None, None
+        if "codec" in metrics and codec_model is not None and any(it.reference is not None for it in items):
+            note(f"codec round trip of the references with {codec_model} (adherence ceiling) ...")
+            if codec_dir is None:
+                tmp = tempfile.TemporaryDirectory(prefix="magnet-eval-codec-")
+            try:
+                codec_clips = reconstruct_references(codec_model, items, codec_dir or tmp.name,
+                                                     device=opts.get("device") or "cpu",
+                                                     progress=note if progress else None)
+            except (MagnetError, OSError, RuntimeError) as exc:
+                note(f"codec round trip skipped: {type(exc).__name__}: {exc}")
         note("adherence (librosa, basic-pitch) ...")
-        results += compute_adherence(items, shuffle_seed=shuffle_seed, progress=note if progress else None)
+        try:
+            results += compute_adherence(items, shuffle_seed=shuffle_seed, progress=note if progress else None,
+                                         codec_clips=codec_clips)
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
     if "codec" in metrics:
         note(f"codec reconstruction with {codec_model} ...")
         results += compute_codec(codec_model, list(reference_set), device=opts.get("device") or "cpu",
@@ -465,7 +516,8 @@ def _detail_text(r: MetricResult) -> str:
             c = d.get(cond) or {}
             return "-" if c.get("value") is None else f"{c['value']:.3f} (n {c['n']})"
 
-        return f"real {fmt('reference')}, shuffled {fmt('shuffled')}"
+        codec = f", codec round trip {fmt('codec')}" if "codec" in d else ""
+        return f"real {fmt('reference')}{codec}, shuffled {fmt('shuffled')}"
     return ""
 
 
