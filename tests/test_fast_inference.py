@@ -178,6 +178,24 @@ def test_bench_compare_writes_ratios(tmp_path):
     assert len(result["table"].splitlines()) == 5  # header, rule, three rows
 
 
+def test_bench_compare_further_schedules_run_fast(tmp_path):
+    pytest.importorskip("matplotlib")
+    from magnet_audio.evaluation.bench import format_ratios, run_generate_bench
+
+    run_generate_bench(random_size="tiny", compare=True, duration=0.2, steps=[[2, 2, 2, 2], [2, 1, 1, 1]],
+                       batches=[1], runs=1, warmup=0, device="cpu", out_dir=tmp_path, progress=False)
+    data = json.loads((tmp_path / "bench_generate.json").read_text())
+    assert [r["schedule"] for r in data["rows"]] == ["2,2,2,2 exact", "2,2,2,2 fast", "2,1,1,1 fast", "-"]
+    first, second = data["compare"]["ratios"]
+    assert (first["schedule"], second["schedule"]) == ("2,2,2,2", "2,1,1,1")
+    # every fast schedule is measured against exact mode on the first schedule and against the AR model
+    assert second["exact_latency_s"] == first["exact_latency_s"] and second["ar_latency_s"] == first["ar_latency_s"]
+    assert second["fast_speedup_vs_exact"] == pytest.approx(second["exact_latency_s"] / second["fast_latency_s"])
+    assert second["fast_speedup_vs_ar"] == pytest.approx(second["ar_latency_s"] / second["fast_latency_s"])
+    text = format_ratios(data["compare"]["ratios"])
+    assert "fast with steps 2,1,1,1" in text and text.count("\n") == 1
+
+
 def test_generate_cli_fast_flags():
     from magnet_audio.cli import build_parser
 

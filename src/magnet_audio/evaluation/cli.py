@@ -174,8 +174,9 @@ def add_bench_generate(bench_subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", "-o", default="bench", help="output directory")
     p.add_argument("--compare", action="store_true",
-                   help="time exact and fast mode (the --fast preset) on the first schedule and the AR model of "
-                        "the same size (--ar-random-size defaults to --random-size); print and save the ratios")
+                   help="time exact and fast mode (the --fast preset) on the first schedule, fast mode on each "
+                        "further --steps schedule, and the AR model of the same size (--ar-random-size defaults "
+                        "to --random-size); print and save the ratios")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-row progress")
     p.set_defaults(func=cmd_bench_generate)
 
