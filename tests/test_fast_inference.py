@@ -2,6 +2,8 @@
 machinery (row cache, CFG skip, int8, half) does what it says, and ``bench generate --compare``."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,3 +206,20 @@ def test_generate_cli_fast_flags():
                                                                                                  None)
     args = build_parser().parse_args(["generate", "x"])
     assert not args.fast and args.int8 is None and args.compile is None
+
+
+@pytest.mark.skipif(not os.environ.get("MAGNET_AUDIOCRAFT_PKGS"),
+                    reason="set MAGNET_AUDIOCRAFT_PKGS to a pip --no-deps install of audiocraft 1.3.0 "
+                           "(see scripts/bench_vs_audiocraft.py)")
+def test_exact_mode_tokens_equal_audiocraft_on_same_weights(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "vs.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_vs_audiocraft.py"
+    run = subprocess.run([sys.executable, str(script), "--acpkgs", os.environ["MAGNET_AUDIOCRAFT_PKGS"],
+                          "--dim", "64", "--heads", "2", "--layers", "2", "--duration", "1.2", "--steps", "6,3,3,3",
+                          "--batch", "2", "--json", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(out.read_text())
+    assert result["tokens_identical"] and result["frames"] == 60
