@@ -223,6 +223,20 @@ def test_report_scores_codec_round_trips_against_their_own_prompts(monkeypatch, 
     assert tempo["reference"]["value"] == 1.0
     assert tempo["codec"]["n"] == 4 and tempo["codec"]["value"] == 0.0  # the bpms differ by > 8% pairwise
     assert list(report["measures"]["key_exact"]) == ["generated", "reference", "codec", "shuffled"]
+    # p-values: the matching generated clips beat most random pairings; the mismatched round trips none
+    assert tempo["generated"]["p_value"] < 0.1 and tempo["codec"]["p_value"] == 1.0
+    assert "p_value" not in tempo["reference"]
+
+
+def test_permutation_p_values_by_hand():
+    pairs = [(_matching(r), A.PromptTarget.from_row(r)) for r in ROWS]
+    observed = A.score_measures(pairs)
+    p = A.permutation_p_values(pairs, observed, permutations=2000, seed=1)
+    # tempo_acc is 1 only for the identity pairing of the 4 distinct bpms: P = 1/24 per permutation
+    assert p["tempo_acc"] == pytest.approx(1 / 24, abs=0.015)
+    # a pairing that scores 0 is matched or beaten by every permutation
+    worst = {m: {"value": 0.0} for m in A.MEASURES}
+    assert all(v == 1.0 for v in A.permutation_p_values(pairs, worst, permutations=50).values())
 
 
 # ----------------------------------------------------------------------------------------------

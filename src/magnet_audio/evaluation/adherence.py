@@ -13,6 +13,9 @@ by :func:`score_measures`. :func:`adherence_report` scores these pairings in one
 * ``shuffled``: generated clip *i* against the prompt of row ``σ(i) != i`` (a fixed-seed derangement),
   the chance level for this set of prompts.
 
+The generated (and codec) scores also carry a one-sided permutation p-value: how often 1,000 random
+pairings of the same clips and prompts score at least as well (small = better than chance).
+
 Measures (all "higher is better", in [0, 1]):
 
 ``tempo_acc``         share of clips whose librosa tempo is within 8% of the prompt's bpm.
@@ -321,6 +324,24 @@ def score_measures(pairs: Sequence[tuple[ClipAnalysis, PromptTarget]]) -> dict[s
     return out
 
 
+def permutation_p_values(pairs: Sequence[tuple[ClipAnalysis, PromptTarget]], observed: dict[str, dict],
+                         permutations: int = 1000, seed: int = 0) -> dict[str, float | None]:
+    """One-sided permutation test of each measure against chance: the share of random re-pairings of
+    the same clips with the same prompts (uniform permutations, seeded) that score at least the
+    ``observed`` value, as ``(1 + count) / (1 + permutations)``; None where the measure has no value."""
+    rng = np.random.default_rng(seed)
+    clips, targets = [a for a, _ in pairs], [t for _, t in pairs]
+    counts = dict.fromkeys(MEASURES, 0)
+    for _ in range(permutations):
+        order = rng.permutation(len(pairs))
+        scored = score_measures([(a, targets[j]) for a, j in zip(clips, order)])
+        for m in MEASURES:
+            value, ref = scored[m]["value"], observed[m]["value"]
+            if value is not None and ref is not None and value >= ref - 1e-12:
+                counts[m] += 1
+    return {m: None if observed[m]["value"] is None else (1 + counts[m]) / (1 + permutations) for m in MEASURES}
+
+
 def derangement(n: int, seed: int = 0) -> list[int]:
     """A fixed-seed permutation σ of range(n) with σ(i) != i for every i (identity for n < 2)."""
     if n < 2:
@@ -335,11 +356,12 @@ def derangement(n: int, seed: int = 0) -> list[int]:
 def adherence_report(rows: Sequence[dict], generated: Sequence[Path | None], reference: Sequence[Path | None],
                      transcriber: NoteTranscriber | None = None, shuffle_seed: int = 0,
                      progress: Callable[[str], None] | None = None,
-                     codec: Sequence[Path | None] | None = None) -> dict:
+                     codec: Sequence[Path | None] | None = None, permutations: int = 1000) -> dict:
     """Score each measure on generated clips, reference clips, codec round trips and shuffled pairing.
 
     ``rows[i]`` is prompt ``i``'s metadata; ``generated[i]`` / ``reference[i]`` / ``codec[i]`` its clips
-    (None: missing; ``codec`` None: no such condition).
+    (None: missing; ``codec`` None: no such condition). The generated and codec conditions also get a
+    ``p_value`` per measure: a permutation test against chance (:func:`permutation_p_values`).
     Returns ``{"measures": {measure: {condition: {"value", "n", ...}}}, "clips": per-clip analyses,
     "shuffle": σ}``; a condition without clips is absent."""
     transcriber = transcriber or NoteTranscriber()
@@ -369,6 +391,13 @@ def adherence_report(rows: Sequence[dict], generated: Sequence[Path | None], ref
     if "generated" in analyses:
         pairings["shuffled"] = [(a, targets[sigma[i]]) for i, a in enumerate(analyses["generated"]) if a is not None]
     scored = {c: score_measures(p) for c, p in pairings.items()}
+    for condition in ("generated", "codec"):
+        if condition in scored and permutations > 0:
+            if progress is not None:
+                progress(f"adherence: {permutations} random pairings of the {condition} clips (p-values)")
+            p_values = permutation_p_values(pairings[condition], scored[condition], permutations, shuffle_seed)
+            for m, p in p_values.items():
+                scored[condition][m]["p_value"] = p
     measures = {m: {c: scored[c][m] for c in CONDITIONS if c in scored} for m in MEASURES}
     clips = {c: [None if a is None else {**asdict(a), "key": f"{a.key.tonic} {a.key.mode}"} for a in clips]
              for c, clips in analyses.items()}

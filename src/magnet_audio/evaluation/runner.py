@@ -517,7 +517,9 @@ def _detail_text(r: MetricResult) -> str:
             return "-" if c.get("value") is None else f"{c['value']:.3f} (n {c['n']})"
 
         codec = f", codec round trip {fmt('codec')}" if "codec" in d else ""
-        return f"real {fmt('reference')}{codec}, shuffled {fmt('shuffled')}"
+        p = (d.get("generated") or {}).get("p_value")
+        p_text = "" if p is None else f", p {p:.3f} (vs chance)"
+        return f"real {fmt('reference')}{codec}, shuffled {fmt('shuffled')}{p_text}"
     return ""
 
 
