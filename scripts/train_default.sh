@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the default model (magnet-audio/synth-music) from nothing: the offline dataset, the codec,
-# the MAGNeT LM, the export into the package and its evaluation. About 1.5 h on a 2-core CPU.
+# the MAGNeT LM, the export into the package and its evaluation. About 3 h on a 2-core CPU.
 #
 #   bash scripts/train_default.sh                 # everything, into data/synth-6h and runs/
 #   STEP=lm bash scripts/train_default.sh         # start at a later step: data | codec | lm | export | eval
@@ -35,7 +35,7 @@ if at lm; then
     model.codec="$RUNS/default-codec/export" run_dir="$RUNS/default-magnet" "${resume[@]}"
 fi
 if at export; then
-  "$MAGNET" export "$RUNS/default-magnet" "$OUT" --half
+  "$MAGNET" export "$RUNS/default-magnet" "$OUT" --half --generation '{"temperature": 1.0, "max_cfg_coef": 3.0}'
   rm -f "$OUT/state_dict.bin" "$OUT/compression_state_dict.bin"  # ship our format alone (model.safetensors)
 fi
 if at eval; then
