@@ -64,7 +64,7 @@ def test_exact_mode_equals_full_recompute(model, monkeypatch, params):
 def test_fast_mode_refreshing_every_step_equals_exact(model):
     exact = _generate(model, decoding_steps=[4, 2, 2, 2])
     fast = _generate(model, decoding_steps=[4, 2, 2, 2], fast=True, kv_cache_refresh=1, cfg_skip_threshold=0.0,
-                     int8=False)
+                     cfg_null_refresh=1, int8=False)
     assert torch.equal(exact, fast)
 
 
@@ -72,6 +72,7 @@ def test_fast_preset_and_overrides(model):
     model.set_generation_params(fast=True)
     p = model.generation_params
     assert (p.kv_cache_refresh, p.cfg_skip_threshold, p.int8, p.half, p.compile) == (5, 0.1, True, False, False)
+    assert p.cfg_null_refresh == 5
     model.set_generation_params(fast=True, int8=False, kv_cache_refresh=2)
     assert (model.generation_params.int8, model.generation_params.kv_cache_refresh) == (False, 2)
     with pytest.raises(InputError):
@@ -79,6 +80,9 @@ def test_fast_preset_and_overrides(model):
     model.set_generation_params()
     p = model.generation_params
     assert (p.kv_cache_refresh, p.cfg_skip_threshold, p.int8, p.half, p.compile) == (1, 0.0, False, False, False)
+    assert p.cfg_null_refresh == 1
+    with pytest.raises(InputError, match="cfg_null_refresh"):
+        model.set_generation_params(cfg_null_refresh=0)
 
 
 def _tiny_lm(num_layers: int) -> MagnetLM:
@@ -130,6 +134,74 @@ def test_cfg_skip_only_where_the_coefficient_is_near_one(model, monkeypatch):
     assert codes.shape == (2, 4, 48) and (codes < 64).all()
 
 
+class CachedNullRecompute(FullRecompute):
+    """cfg_null_refresh done the plain way: full forwards; the null-condition logits of every position
+    computed at the first step of a stage and every ``n`` steps, reused as they are in between."""
+
+    n = 3
+
+    def __call__(self, codes, stage, step, coef):
+        cond, uncond = self.lm(torch.cat([codes, codes]), self.memory, stage)[:, stage].split(self.batch)
+        if step % self.n == 0:
+            self.uncond = uncond
+        return self.uncond + (cond - self.uncond) * coef, None
+
+
+def test_cached_null_pass_equals_plain_reuse_of_the_null_logits(model, monkeypatch):
+    params = {"decoding_steps": [7, 4, 3, 2], "cfg_null_refresh": 3}  # top-p sampling, seeded
+    cached = _generate(model, **params)
+    exact = _generate(model, decoding_steps=[7, 4, 3, 2])
+    assert not torch.equal(cached, exact)  # the stale null logits do change the decoding
+    monkeypatch.setattr(decoding, "GuidedLogits", CachedNullRecompute)
+    assert torch.equal(cached, _generate(model, **params))
+
+
+def test_null_pass_runs_every_n_steps_of_each_stage(model, monkeypatch):
+    batches = []
+    hidden = model.lm.hidden
+
+    def spy(codes, *args, **kwargs):
+        batches.append(codes.shape[0])
+        return hidden(codes, *args, **kwargs)
+
+    monkeypatch.setattr(model.lm, "hidden", spy)
+    steps = [7, 4, 3, 2]
+    _generate(model, decoding_steps=steps, cfg_null_refresh=3, kv_cache_refresh=3)
+    assert batches == [4 if step % 3 == 0 else 2 for n in steps for step in range(n)]
+
+
+def test_cached_null_logits_under_the_row_cache():
+    """With the row cache, a step between null passes computes the conditional logits of the rows it
+    recomputes only and guides them with the null logits the last null pass computed at those rows."""
+    lm = _tiny_lm(num_layers=2)
+    B, T, card = 2, 30, lm.cfg.card
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        memory = lm.encode_text(["a", "b", None, None])
+        null_kv = [(k[B:], v[B:]) for k, v in lm.transformer.cross_kv(memory)]
+        codes = torch.full((B, 4, T), lm.mask_id)
+        guided = decoding.GuidedLogits(lm, memory, B, decoding.GenerationParams(kv_cache_refresh=4,
+                                                                                 cfg_null_refresh=4))
+        # the same row cache without any null pass: its logits are the conditional ones
+        plain = decoding.GuidedLogits(lm, memory, B, decoding.GenerationParams(kv_cache_refresh=4,
+                                                                                cfg_skip_threshold=100.0))
+        uncond = lm.linears[0](lm.hidden(codes, 0, cross_kv=null_kv))  # [B, T, card] at the null pass
+        guided(codes, 0, 0, 4.0)
+        plain(codes, 0, 0, 1.0)
+        for step, unmask in ((1, slice(0, T, 3)), (2, slice(1, T, 6))):
+            codes[:, 0, unmask] = torch.randint(0, card, codes[:, 0, unmask].shape, generator=gen)
+            got, rows = guided(codes, 0, step, 3.0)
+            cond, cond_rows = plain(codes, 0, step, 1.0)
+            if rows is None:  # step 1: every position is masked or has just changed
+                assert cond_rows is None
+                stale = uncond
+            else:
+                assert torch.equal(rows, cond_rows) and rows.shape == (B, 20)  # 15 masked + 5 changed
+                stale = uncond.gather(1, rows.unsqueeze(-1).expand(-1, -1, card))
+            torch.testing.assert_close(got, stale + (cond - stale) * 3.0, atol=1e-5, rtol=1e-5)
+    assert rows is not None
+
+
 def test_approximate_cache_decodes_valid_tokens_and_agrees_mostly(model):
     exact = _generate(model, use_sampling=False, decoding_steps=[6, 3, 3, 3])
     fast = _generate(model, use_sampling=False, decoding_steps=[6, 3, 3, 3], kv_cache_refresh=3)
@@ -173,6 +245,7 @@ def test_bench_compare_writes_ratios(tmp_path):
     assert data["ar_model"]["status"] == "ok"
     compare = data["compare"]
     assert compare["fast_options"]["kv_cache_refresh"] == 5 and compare["fast_options"]["int8"] is True
+    assert compare["fast_options"]["cfg_null_refresh"] == 5
     (ratios,) = compare["ratios"]
     for key in ("fast_speedup_vs_exact", "exact_speedup_vs_ar", "fast_speedup_vs_ar"):
         assert ratios[key] > 0
@@ -201,9 +274,11 @@ def test_bench_compare_further_schedules_run_fast(tmp_path):
 def test_generate_cli_fast_flags():
     from magnet_audio.cli import build_parser
 
-    args = build_parser().parse_args(["generate", "x", "--fast", "--kv-cache-refresh", "3", "--no-int8"])
+    args = build_parser().parse_args(["generate", "x", "--fast", "--kv-cache-refresh", "3", "--no-int8",
+                                      "--cfg-null-refresh", "2"])
     assert (args.fast, args.kv_cache_refresh, args.int8, args.half, args.cfg_skip_threshold) == (True, 3, False, None,
                                                                                                  None)
+    assert args.cfg_null_refresh == 2
     args = build_parser().parse_args(["generate", "x"])
     assert not args.fast and args.int8 is None and args.compile is None
 

@@ -87,7 +87,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         span_arrangement=args.span_arrangement, span_scoring=args.span_scoring,
         rescorer=load_ar(args.rescorer) if args.rescorer else None, rescore_weight=args.rescore_weight,
         duration=args.duration, fast=args.fast, kv_cache_refresh=args.kv_cache_refresh,
-        cfg_skip_threshold=args.cfg_skip_threshold, int8=args.int8, half=args.half, compile=args.compile)
+        cfg_skip_threshold=args.cfg_skip_threshold, cfg_null_refresh=args.cfg_null_refresh, int8=args.int8,
+        half=args.half, compile=args.compile)
     if args.seed is not None:
         torch.manual_seed(args.seed)
     written = []
@@ -157,13 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     fast = gen.add_argument_group("fast inference", "approximate, faster decoding (docs/fast-inference.md); "
                                                     "each option overrides the --fast preset")
     fast.add_argument("--fast", action="store_true",
-                      help="fast-mode preset: --kv-cache-refresh 5 --cfg-skip-threshold 0.1, --int8 on CPU, "
-                           "--half on GPU")
+                      help="fast-mode preset: --kv-cache-refresh 5 --cfg-skip-threshold 0.1 --cfg-null-refresh 5, "
+                           "--int8 on CPU, --half on GPU")
     fast.add_argument("--kv-cache-refresh", type=int, default=None, metavar="N",
                       help="full pass every N steps; in between recompute only masked and changed positions "
                            "(1 = exact)")
     fast.add_argument("--cfg-skip-threshold", type=float, default=None, metavar="EPS",
                       help="skip the unconditional pass when the CFG coefficient is within EPS of 1 (0 = never)")
+    fast.add_argument("--cfg-null-refresh", type=int, default=None, metavar="N",
+                      help="unconditional pass every N steps; in between CFG reuses its logits (1 = exact)")
     fast.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
                       help="int8 dynamic quantisation of the linear layers (CPU)")
     fast.add_argument("--half", action=argparse.BooleanOptionalAction, default=None,

@@ -81,8 +81,9 @@ class MAGNeT(BaseGenModel):
                               span_scoring: str = "max", rescorer=None, rescore_weight: float = 0.5,
                               duration: float | None = None, extend_stride: float | None = None,
                               fast: bool = False, kv_cache_refresh: int | None = None,
-                              cfg_skip_threshold: float | None = None, int8: bool | None = None,
-                              half: bool | None = None, compile: bool | None = None) -> None:
+                              cfg_skip_threshold: float | None = None, cfg_null_refresh: int | None = None,
+                              int8: bool | None = None, half: bool | None = None,
+                              compile: bool | None = None) -> None:
         """Set the decoding options (see :class:`GenerationParams`); defaults are audiocraft's.
 
         rescorer: an autoregressive model (a :class:`~magnet_audio.MusicGen` or its LM) sharing this
@@ -94,14 +95,15 @@ class MAGNeT(BaseGenModel):
             new window is prompted with the last ``max_duration - extend_stride`` seconds generated.
         fast: start from the fast-mode preset (:func:`~magnet_audio.decoding.magnet.fast_options`:
             approximate self-attention cache refreshed every 5 steps, CFG skipped where its
-            coefficient is within 0.1 of 1, int8 on CPU, half precision on GPU) instead of exact
-            decoding. ``kv_cache_refresh``, ``cfg_skip_threshold``, ``int8``, ``half``, ``compile``
-            (see :class:`GenerationParams`) override single options of either. See
+            coefficient is within 0.1 of 1, the null-condition pass every 5 steps, int8 on CPU, half
+            precision on GPU) instead of exact decoding. ``kv_cache_refresh``, ``cfg_skip_threshold``,
+            ``cfg_null_refresh``, ``int8``, ``half``, ``compile`` (see :class:`GenerationParams`)
+            override single options of either. See
             docs/fast-inference.md for the trade-offs.
         """
         options = fast_options(self.device) if fast else {}
         overrides = {"kv_cache_refresh": kv_cache_refresh, "cfg_skip_threshold": cfg_skip_threshold,
-                     "int8": int8, "half": half, "compile": compile}
+                     "cfg_null_refresh": cfg_null_refresh, "int8": int8, "half": half, "compile": compile}
         options.update({k: v for k, v in overrides.items() if v is not None})
         params = GenerationParams(
             use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,

@@ -10,7 +10,9 @@ Fast mode (opt-in, see :data:`FAST_PRESET` and docs/fast-inference.md) trades ex
 stage start), only the positions that are masked or whose token changed since the last pass,
 reusing the other positions' self-attention keys/values from the pass that last computed them;
 ``cfg_skip_threshold`` drops the null-condition pass when the annealed CFG coefficient is within
-it of 1; ``int8``/``half``/``compile`` decode with a transformed copy of the LM (:mod:`..lm.variants`).
+it of 1; ``cfg_null_refresh`` N > 1 runs the null-condition pass only every N steps of a stage and
+guides the steps in between with its cached logits (a stage's masked positions only shrink, so every
+position still masked has them); ``int8``/``half``/``compile`` decode with a transformed copy of the LM (:mod:`..lm.variants`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class GenerationParams:
     kv_cache_refresh: 1 = a full pass every step (exact); N > 1 = a full pass every N steps of a
         stage, in between only masked and changed positions (approximate self-attention cache).
     cfg_skip_threshold: skip the null-condition pass when |CFG coefficient - 1| <= this; 0 = never.
+    cfg_null_refresh: 1 = a null-condition pass every guided step (exact); N > 1 = only at the first
+        step of a stage and every N steps, the steps in between reuse its logits (stale unconditional
+        logits in the CFG formula).
     int8: decode with int8 dynamically quantised Linear layers (CPU only).
     half: decode in float16 (CUDA/MPS) or bfloat16 (CPU).
     compile: ``torch.compile`` the feed-forward blocks (slow first call).
@@ -68,6 +73,7 @@ class GenerationParams:
     rescore_weight: float = 0.5
     kv_cache_refresh: int = 1
     cfg_skip_threshold: float = 0.0
+    cfg_null_refresh: int = 1
     int8: bool = False
     half: bool = False
     compile: bool = False
@@ -93,11 +99,13 @@ class GenerationParams:
             raise InputError(f"rescore_weight must be in [0, 1], got {self.rescore_weight}")
         if int(self.kv_cache_refresh) != self.kv_cache_refresh or self.kv_cache_refresh < 1:
             raise InputError(f"kv_cache_refresh must be a positive integer, got {self.kv_cache_refresh}")
+        if int(self.cfg_null_refresh) != self.cfg_null_refresh or self.cfg_null_refresh < 1:
+            raise InputError(f"cfg_null_refresh must be a positive integer, got {self.cfg_null_refresh}")
         if self.cfg_skip_threshold < 0:
             raise InputError(f"cfg_skip_threshold must be >= 0, got {self.cfg_skip_threshold}")
         if self.int8 and self.half:
             raise InputError("int8 and half are alternatives (int8 on CPU, half on GPU): choose one")
-        self.kv_cache_refresh = int(self.kv_cache_refresh)
+        self.kv_cache_refresh, self.cfg_null_refresh = int(self.kv_cache_refresh), int(self.cfg_null_refresh)
         self.decoding_steps = [int(s) for s in steps]
         return self
 
@@ -107,7 +115,10 @@ class GenerationParams:
 
 # fast=True in ``set_generation_params`` / ``magnet generate --fast``; int8 applies on CPU and
 # half on accelerators (see :func:`fast_options`)
-FAST_PRESET = {"kv_cache_refresh": 5, "cfg_skip_threshold": 0.1, "int8": True, "half": True, "compile": False}
+FAST_PRESET = {"kv_cache_refresh": 5, "cfg_skip_threshold": 0.1, "cfg_null_refresh": 5, "int8": True, "half": True,
+               "compile": False}
+#: the options of :class:`GenerationParams` that fast mode sets (the preset's keys)
+FAST_OPTIONS = tuple(FAST_PRESET)
 
 
 def fast_options(device: torch.device) -> dict:
@@ -168,35 +179,60 @@ class GuidedLogits:
         self.cross_kv = lm.transformer.cross_kv(memory) if memory is not None else None
         self.cond_kv = None if self.cross_kv is None else [(k[:batch], v[:batch]) for k, v in self.cross_kv]
         self.refresh, self.skip = params.kv_cache_refresh, params.cfg_skip_threshold
+        self.null_refresh = params.cfg_null_refresh
         self.cache = RowKVCache(len(lm.transformer.layers)) if self.refresh > 1 else None
         self.last_seq: torch.Tensor | None = None  # [B, T] stage codebook at the last pass
-        self.null_stale = False  # the cache's null rows missed a pass (CFG was skipped)
+        self.null_stale = False  # the cache's null rows missed a pass (no null-condition pass)
+        self.null_logits: torch.Tensor | None = None  # [B, T, card] of the last null pass (null_refresh > 1)
+        self.null_stage = -1  # the stage null_logits belong to
 
     def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """codes [B, K, T] -> (logits [B, R, card], rows [B, R] or None when R = T: all positions)."""
         B = self.batch
         guided = self.cross_kv is not None and not (self.skip > 0 and abs(coef - 1.0) <= self.skip)
-        rows = self._rows(codes[:, stage], step, guided)
-        inputs = torch.cat([codes, codes]) if guided else codes
-        cross_kv = self.cross_kv if guided else self.cond_kv
+        cached_null = (guided and self.null_refresh > 1 and step % self.null_refresh != 0
+                       and self.null_stage == stage)
+        null_pass = guided and not cached_null
+        rows = self._rows(codes[:, stage], step, null_pass)
+        inputs = torch.cat([codes, codes]) if null_pass else codes
+        cross_kv = self.cross_kv if null_pass else self.cond_kv
         if self.cache is None:
             h = self.lm.hidden(inputs, stage, cross_kv=cross_kv)
         else:
             self.cache.rows = None if rows is None else rows.repeat(inputs.shape[0] // B, 1)
             h = self.lm.hidden(inputs, stage, cross_kv=cross_kv, cache=self.cache)
             self.last_seq = codes[:, stage].clone()
-            self.null_stale = self.cross_kv is not None and not guided
+            self.null_stale = self.cross_kv is not None and not null_pass
         logits = self.lm.linears[stage](h)
-        if guided:
+        if null_pass:
             cond, uncond = logits.split(B)
+            if self.null_refresh > 1:
+                self._store_null(uncond, rows, stage)
+        elif cached_null:
+            cond = logits
+            uncond = self.null_logits if rows is None else self.null_logits.gather(
+                1, rows.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+        if guided:
             logits = uncond + (cond - uncond) * coef
         return logits, rows
 
-    def _rows(self, seq: torch.Tensor, step: int, guided: bool) -> torch.Tensor | None:
+    def _store_null(self, uncond: torch.Tensor, rows: torch.Tensor | None, stage: int) -> None:
+        """Keep the null-condition logits [B, R, card] of ``rows`` (None: all T) for the next steps of
+        ``stage``; positions outside ``rows`` are unmasked, so their logits are never read."""
+        if rows is None:
+            self.null_logits = uncond
+        else:
+            if self.null_stage != stage or self.null_logits is None:  # rows: the cache is on, last_seq set
+                self.null_logits = uncond.new_zeros(uncond.shape[0], self.last_seq.shape[1], uncond.shape[-1])
+            self.null_logits = self.null_logits.scatter(1, rows.unsqueeze(-1).expand_as(uncond), uncond)
+        self.null_stage = stage
+
+    def _rows(self, seq: torch.Tensor, step: int, null_pass: bool) -> torch.Tensor | None:
         """Positions [B, R] (ascending) for a partial pass over seq [B, T], or None for a full one:
         the masked positions and those whose token changed since the last pass."""
-        if self.cache is None or step % self.refresh == 0 or self.last_seq is None or (guided and self.null_stale):
+        if (self.cache is None or step % self.refresh == 0 or self.last_seq is None
+                or (null_pass and self.null_stale)):
             return None
         need = (seq == self.lm.mask_id) | (seq != self.last_seq)
         count = int(need.sum(dim=1).max())

@@ -42,6 +42,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..decoding.magnet import FAST_OPTIONS
 from ..errors import InputError
 
 PROMPTS = (
@@ -369,7 +370,7 @@ def run_generate_bench(*, model: str | None = None, random_size: str | None = No
                                          fast=mode == "fast")
             if mode == "fast" and i == 0:
                 fast_params = {k: v for k, v in magnet.generation_params.to_dict().items()
-                               if k in ("kv_cache_refresh", "cfg_skip_threshold", "int8", "half", "compile")}
+                               if k in FAST_OPTIONS}
             name = ",".join(map(str, sched)) + (f" {mode}" if compare else "")
             rows += bench_model(label, name, magnet.generate, magnet.sample_rate, batches, runs, warmup, dev,
                                 progress)
