@@ -300,6 +300,39 @@ def test_tiny_codec_trains_and_exports(codec_data, tmp_path, caplog):
     assert ours < 0.7 * silence
 
 
+def test_decoder_only_fine_tuning_keeps_the_codes(codec_data, tmp_path):
+    """decoder_only: the encoder and the codebooks of init_from stay as they are (so do the codes of
+    every clip), the decoder trains and reconstructs better than before."""
+    import soundfile as sf
+
+    from magnet_audio.training.codec_train import load_codec_config, train_codec
+
+    base_run, tuned_run = tmp_path / "base", tmp_path / "tuned"
+    common = [f"data.train={codec_data}", *TINY, "valid.every=0", "log.every=10", "ema.use=false"]
+    train_codec(load_codec_config("configs/codec_tiny.yaml", [*common, f"run_dir={base_run}", "optim.steps=10",
+                                                              "checkpoint.every=10"]))
+    train_codec(load_codec_config("configs/codec_tiny.yaml", [
+        *common, f"run_dir={tuned_run}", "optim.steps=30", "checkpoint.every=30", "decoder_only=true",
+        f"model={{init_from: {base_run / 'export'}}}"]))
+    base = load_compression_model(base_run / "export", device="cpu")
+    tuned = load_compression_model(tuned_run / "export", device="cpu")
+    fixed = [k for k in base.state_dict() if not k.startswith("decoder.")]
+    assert fixed and all(torch.equal(base.state_dict()[k], tuned.state_dict()[k]) for k in fixed)
+    assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in base.state_dict().items()
+               if k.startswith("decoder."))
+    wav = torch.stack([torch.from_numpy(sf.read(codec_data / f"clip{i:02d}.wav", dtype="float32")[0]).view(1, -1)
+                       for i in range(20)])
+    codes = base.encode(wav)[0]
+    assert torch.equal(codes, tuned.encode(wav)[0])
+    objective = CodecObjective(CodecLossConfig(adversarial=False), SR)
+    with torch.no_grad():
+        before, after = (objective.reconstruction(c.decode(codes), wav)["recon"].item() for c in (base, tuned))
+    print(f"recon with the base decoder {before:.4f}, fine-tuned {after:.4f}")
+    assert after < 0.9 * before
+    with pytest.raises(Exception, match="decoder_only needs model.init_from"):
+        load_codec_config("configs/codec_tiny.yaml", ["data.train=x", "decoder_only=true"])
+
+
 def test_warns_when_most_codewords_would_count_as_dead(codec_data, tmp_path, caplog):
     """threshold x bins above the latent frames per update (here 2 x 1024 > 8 x 13) makes the EMA count
     of most words fall below the threshold, so they are replaced every update: warn before training."""

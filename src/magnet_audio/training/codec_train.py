@@ -95,10 +95,15 @@ class CodecTrainConfig:
 
     ``model`` holds :class:`~magnet_audio.codec.EncodecConfig` keys over :data:`MAGNET_CODEC_32K`,
     plus ``init_from`` (a codec to fine-tune, whose architecture is then used).
+
+    ``decoder_only`` (needs ``model.init_from``): train the decoder alone. The encoder and the
+    quantizer stay frozen in inference mode (no codebook updates), so every clip keeps the codes
+    ``init_from`` gives it and an LM trained on those tokens works unchanged with the new decoder.
     """
 
     run_dir: str = "runs/codec"
     seed: int = 0
+    decoder_only: bool = False
     device: str = "auto"
     precision: str = "auto"
     data: CodecDataConfig = field(default_factory=CodecDataConfig)
@@ -157,6 +162,8 @@ class CodecTrainConfig:
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision must be auto, fp32, fp16 or bf16"),
             (self.distributed.backend in ("auto", "gloo", "nccl"), "distributed.backend must be auto, gloo or nccl"),
         ]
+        checks.append((not self.decoder_only or self.init_from is not None,
+                       "decoder_only needs model.init_from (the codec whose encoder and codebooks stay fixed)"))
         for ok, message in checks:
             if not ok:
                 raise InputError(f"codec training config: {message}")
@@ -183,28 +190,47 @@ class CodecTrainingObjective(nn.Module):
     model_key = "codec"
     progress_metric = "recon"  # shown on the progress bar
 
-    def __init__(self, codec: nn.Module, losses: CodecObjective):
+    def __init__(self, codec: nn.Module, losses: CodecObjective, decoder_only: bool = False):
         super().__init__()
         self.codec = codec
         self.losses = losses
+        self.decoder_only = decoder_only
+        if decoder_only:
+            for module in (codec.encoder, codec.quantizer):
+                module.requires_grad_(False)
 
     @property
     def model(self) -> nn.Module:
         return self.codec
 
+    def train(self, mode: bool = True) -> "CodecTrainingObjective":
+        super().train(mode)
+        if self.decoder_only:  # frozen parts in inference mode: no codebook updates, fixed codes
+            self.codec.encoder.eval()
+            self.codec.quantizer.eval()
+        return self
+
+    def _autoencode(self, audio: torch.Tensor):
+        """(reconstruction [B, C, T], commitment loss []) of audio [B, C, T]."""
+        if not self.decoder_only:
+            out = self.codec(audio)
+            return out.audio, out.commit_loss
+        codes, scale = self.codec.encode(audio)  # no gradient: the tokens of init_from
+        fake = self.codec.decode(codes, scale)[..., :audio.shape[-1]]
+        return fake, audio.new_zeros((), dtype=torch.float32)
+
     def forward(self, audio: torch.Tensor, generator: torch.Generator | None = None,
                 rng=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.codec(audio)
-        fake = out.audio
+        fake, commit_loss = self._autoencode(audio)
         if self.training:
-            loss, metrics = self.losses.generator_loss(fake, audio, out.commit_loss)
+            loss, metrics = self.losses.generator_loss(fake, audio, commit_loss)
             if self.losses.discriminator is not None:
                 d_loss = self.losses.discriminator_loss(fake, audio)
                 metrics["d_loss"] = d_loss
                 loss = loss + d_loss
         else:
             metrics = self.losses.reconstruction(fake, audio)
-            metrics["commit"] = out.commit_loss
+            metrics["commit"] = commit_loss
             loss = metrics["recon"]
         metrics = {k: v.detach().float() for k, v in metrics.items()}
         metrics["count"] = torch.tensor(float(audio.shape[0]))
@@ -317,7 +343,8 @@ def _train_codec(cfg: CodecTrainConfig, resume: bool | str, info) -> dict[str, f
         logger.warning("no validation data (data.valid is unset and data.valid_fraction gives no file)")
     sampler = EpochSampler(len(train_segments), cfg.data.batch_size, cfg.seed, info.rank, info.world_size)
     torch.manual_seed(sub_seed(cfg.seed, 13))  # the discriminator's initialisation
-    objective = CodecTrainingObjective(codec, CodecObjective(cfg.losses, c.sample_rate, c.channels))
+    objective = CodecTrainingObjective(codec, CodecObjective(cfg.losses, c.sample_rate, c.channels),
+                                       decoder_only=cfg.decoder_only)
     valid_batches = _valid_batches(valid_segments, cfg, info)
     write_samples = None
     if cfg.samples.every and info.is_main and valid_segments is not None:
@@ -325,7 +352,8 @@ def _train_codec(cfg: CodecTrainConfig, resume: bool | str, info) -> dict[str, f
         clips = valid_segments.batch([i % len(valid_segments) for i in range(n)],
                                      [sub_seed(cfg.seed, 14, i) for i in range(n)])[0]
         write_samples = _sample_writer(codec, clips)
-    meta = {"kind": "codec", "codec_config": c.to_dict(), "init_from": cfg.init_from}
+    meta = {"kind": "codec", "codec_config": c.to_dict(), "init_from": cfg.init_from,
+            "decoder_only": cfg.decoder_only}
     seed_all(sub_seed(cfg.seed, 15, info.rank))  # per-rank streams: k-means starts, dead-code draws
     trainer = Trainer(cfg, objective, info, _AudioBatches(train_segments, sampler, cfg.seed), valid_batches, meta,
                       write_samples)
