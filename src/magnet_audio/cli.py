@@ -11,6 +11,8 @@ from pathlib import Path
 from .errors import InputError, MagnetError
 from .names import default_model_name
 
+SELF_AR = "self"  # --hybrid-ar value: the MAGNeT model's own autoregressive view
+
 
 def _int_list(text: str) -> list[int]:
     try:
@@ -75,7 +77,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
                                                   duration=ar_models[name].max_duration)
         return ar_models[name]
 
-    hybrid_ar = load_ar(args.hybrid_ar) if args.hybrid_ar else None
+    # --hybrid-ar self: the model's own autoregressive view (a model trained with model.hybrid: true)
+    hybrid_ar = load_ar(args.hybrid_ar) if args.hybrid_ar and args.hybrid_ar != SELF_AR else None
     sampling = dict(model.recommended_generation_params)  # the model's own defaults, then the flags given
     given = {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
              "max_cfg_coef": args.cfg[0] if args.cfg else None, "min_cfg_coef": args.cfg[1] if args.cfg else None,
@@ -94,7 +97,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     written = []
     for start in range(0, len(prompts), args.batch):
         batch = prompts[start:start + args.batch]
-        if hybrid_ar is not None:
+        if args.hybrid_ar:
             wav = model.generate_hybrid(batch, hybrid_ar, prefix_seconds=args.hybrid_prefix_seconds,
                                         progress=not args.quiet)
         else:
@@ -152,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rescorer's share w: token probability = (1 - w) * MAGNeT + w * rescorer")
     gen.add_argument("--hybrid-ar", metavar="MODEL", default=None,
                      help="Hybrid-MAGNeT: this MusicGen generates the first --hybrid-prefix-seconds "
-                          "autoregressively, MAGNeT the rest")
+                          f"autoregressively, MAGNeT the rest; '{SELF_AR}': the model itself does both (a model "
+                          "trained with model.hybrid=true)")
     gen.add_argument("--hybrid-prefix-seconds", type=float, default=3.0, metavar="S",
                      help="seconds generated autoregressively with --hybrid-ar")
     fast = gen.add_argument_group("fast inference", "approximate, faster decoding (docs/fast-inference.md); "

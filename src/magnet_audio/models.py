@@ -126,17 +126,30 @@ class MAGNeT(BaseGenModel):
         self.generation_params, self.rescorer = params, rescorer
         self.duration, self.extend_stride = float(duration), float(extend_stride)
 
-    def generate_hybrid(self, descriptions: Sequence[str | None], ar_model, prefix_seconds: float = 3.0,
+    def generate_hybrid(self, descriptions: Sequence[str | None], ar_model=None, prefix_seconds: float = 3.0,
                         progress: bool = False, return_tokens: bool = False):
-        """Hybrid-MAGNeT: ``ar_model`` (a :class:`~magnet_audio.MusicGen` sharing this model's codec,
-        with its own generation params) generates the first ``prefix_seconds`` autoregressively,
-        then MAGNeT decodes the rest of the window conditioned on that prefix, which is kept as is."""
+        """Hybrid-MAGNeT: an autoregressive model generates the first ``prefix_seconds``, then MAGNeT
+        decodes the rest of the window conditioned on that prefix, which is kept as is.
+
+        ar_model: a :class:`~magnet_audio.MusicGen` sharing this model's codec (with its own
+            generation params), or None for this model's own causal view
+            (:meth:`~magnet_audio.lm.magnet.MagnetLM.ar_view`), which needs a model trained with
+            ``model.hybrid: true``. The own view samples with MusicGen's defaults (top-k 250,
+            temperature 1, CFG 3), greedily when this model's ``use_sampling`` is False.
+        """
         descriptions = check_descriptions(descriptions)
-        ar_lm = _ar_lm(ar_model, "ar_model")
-        check_pair(ar_lm, self.lm)
-        params = getattr(ar_model, "generation_params", None)
-        if not isinstance(params, ARGenerationParams):  # a bare LM: audiocraft's MusicGen defaults
-            params = ARGenerationParams()
+        if ar_model is None:
+            if not self.lm.cfg.hybrid:
+                raise InputError(f"{self.name} is not a hybrid model (trained with model.hybrid: true), so it has no "
+                                 "autoregressive role of its own: pass ar_model, a MusicGen sharing its codec")
+            ar_lm = self.lm.ar_view()
+            params = ARGenerationParams(use_sampling=self.generation_params.use_sampling)
+        else:
+            ar_lm = _ar_lm(ar_model, "ar_model")
+            check_pair(ar_lm, self.lm)
+            params = getattr(ar_model, "generation_params", None)
+            if not isinstance(params, ARGenerationParams):  # a bare LM: audiocraft's MusicGen defaults
+                params = ARGenerationParams()
         prefix_len = int(prefix_seconds * self.frame_rate)
         window = int(self.max_duration * self.frame_rate)
         if not 0 < prefix_len < window:
@@ -184,7 +197,8 @@ class MAGNeT(BaseGenModel):
                                            callback=callback, rescorer=rescorer)
                 else:
                     ar_lm, ar_params, prefix_len = hybrid
-                    ar_memory = ar_lm.encode_text(list(descriptions) + [None] * B)
+                    ar_memory = (memory if ar_lm.condition_provider is self.lm.condition_provider  # own view
+                                 else ar_lm.encode_text(list(descriptions) + [None] * B))
                     codes = generate_hybrid_codes(ar_lm, ar_memory, ar_params, self.lm, memory, params, prefix_len,
                                                   max_len, prompt=prompt, num_samples=B, callback=callback,
                                                   rescorer=rescorer)

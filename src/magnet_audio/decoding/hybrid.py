@@ -1,12 +1,20 @@
 """Hybrid-MAGNeT decoding: the first seconds autoregressively, the rest by MAGNeT's parallel decoding.
 
-An autoregressive LM (MusicGen) generates the first ``prefix_len`` frames; they become the prompt
-of MAGNeT's iterative decoding, which keeps prompt tokens fixed and fills the rest of the window.
-Any AR + MAGNeT pair works as long as they read the same codec tokens (same codebooks and
-vocabulary: e.g. facebook/musicgen-small with facebook/magnet-small-10secs, both on EnCodec 32 kHz).
+An autoregressive LM generates the first ``prefix_len`` frames; they become the prompt of MAGNeT's
+iterative decoding, which keeps prompt tokens fixed and fills the rest of the window. The AR LM is
+either
 
-The paper's Hybrid-MAGNeT trains one network for both roles; audiocraft's unreleased
-``hybrid_magnet`` branch says of itself "not working yet", and its checkpoint is not supported here.
+* the MAGNeT LM itself, as the paper's Hybrid-MAGNeT: one network trained jointly for both roles
+  (``model.hybrid: true`` in training, see :mod:`magnet_audio.training.objectives`), whose
+  :meth:`~magnet_audio.lm.magnet.MagnetLM.ar_view` runs the same weights causally over MusicGen's
+  delay pattern; or
+* a separate MusicGen: any AR + MAGNeT pair works as long as they read the same codec tokens (same
+  codebooks and vocabulary: e.g. facebook/musicgen-small with facebook/magnet-small-10secs, both on
+  EnCodec 32 kHz).
+
+The official ``facebook/hybrid-magnet-small`` checkpoint is not supported: audiocraft's only code
+for it is the unreleased ``hybrid_magnet`` branch, which says of itself "not working yet". Our
+jointly trained variant follows the paper's description, not that code.
 """
 
 from __future__ import annotations

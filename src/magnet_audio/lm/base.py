@@ -48,18 +48,37 @@ class LMConfig:
         return cls(**d)
 
 
+ARCHITECTURE_FIELDS = ("dim", "num_heads", "num_layers", "hidden_scale", "n_q", "card")
+
+
 class CodesLM(nn.Module):
     """K summed codebook embeddings (``card`` + 1 rows: the last is the mask/special token), a
-    transformer with cross-attention to the text, ``out_norm`` and one head per codebook."""
+    transformer with cross-attention to the text, ``out_norm`` and one head per codebook.
 
-    def __init__(self, cfg: LMConfig):
+    MAGNeT and MusicGen LMs have exactly these modules, so one network can serve both roles:
+    ``modules_of`` builds an LM around another LM's modules (the same parameter tensors, no copy),
+    which must have the same architecture (:data:`ARCHITECTURE_FIELDS`).
+    """
+
+    def __init__(self, cfg: LMConfig, modules_of: "CodesLM | None" = None):
         super().__init__()
         self.cfg = copy.deepcopy(cfg)
+        if modules_of is not None:
+            self._share_modules(modules_of)
+            return
         self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
         self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
         self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True)
         self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
         self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
+
+    def _share_modules(self, other: "CodesLM") -> None:
+        """Use ``other``'s text conditioner, embeddings, transformer, norm and heads as this LM's."""
+        differ = [f for f in ARCHITECTURE_FIELDS if getattr(self.cfg, f) != getattr(other.cfg, f)]
+        if differ:
+            raise ValueError(f"cannot share modules between LMs whose {', '.join(differ)} differ")
+        self.condition_provider, self.emb, self.transformer = other.condition_provider, other.emb, other.transformer
+        self.out_norm, self.linears = other.out_norm, other.linears
 
     @property
     def num_codebooks(self) -> int:

@@ -2,11 +2,15 @@
 
 Input codes [B, K, T] (id ``card`` is the mask token) -> logits [B, K, T, card]. Self-attention is
 full for stage (codebook) 0 and restricted to |t_q - t_k| <= ``subcodes_context`` for stages > 0.
+
+A MAGNeT LM has exactly a MusicGen LM's parameters, so :meth:`MagnetLM.ar_view` runs the same
+weights as a causal LM over MusicGen's delay pattern: the autoregressive half of the paper's
+jointly trained Hybrid-MAGNeT (``hybrid`` in the config marks a model trained for both roles).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -20,15 +24,21 @@ from .base import (
     check_transformer_lm,
     transformer_lm_section,
 )
+from .musicgen import MusicGenLM, MusicGenLMConfig
 from .transformer import RowKVCache, band_mask, sin_embedding
 
 
 @dataclass
 class MagnetLMConfig(LMConfig):
-    """Architecture and the few training facts generation needs (segment length, span length)."""
+    """Architecture and the few training facts generation needs (segment length, span length).
+
+    hybrid: the model was trained jointly with the autoregressive objective (Hybrid-MAGNeT), so its
+        :meth:`MagnetLM.ar_view` can generate the prefix that MAGNeT decoding completes.
+    """
 
     subcodes_context: int = 5
     span_len: int = 3
+    hybrid: bool = False
 
     @classmethod
     def from_xp_cfg(cls, cfg: dict, frame_rate: int = 50) -> "MagnetLMConfig":
@@ -48,7 +58,7 @@ class MagnetLMConfig(LMConfig):
                        span_len=cfg.get("masking", {}).get("span_len", 3),
                        segment_duration=cfg["dataset"]["segment_duration"], frame_rate=frame_rate,
                        cfg_dropout=cfg.get("classifier_free_guidance", {}).get("training_dropout", 0.3),
-                       conditioner=conditioner)
+                       conditioner=conditioner, hybrid=bool((cfg.get("magnet_audio") or {}).get("hybrid", False)))
         except KeyError as exc:
             raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
 
@@ -59,6 +69,8 @@ class MagnetLMConfig(LMConfig):
         # audiocraft's loader fills these three in from dataset/masking/the codec
         lm.update(subcodes_context=self.subcodes_context, compression_model_framerate=0, segment_duration=0,
                   span_len=-1)
+        # our own section, only for hybrid models (audiocraft ignores it and reads a plain MAGNeT)
+        extra = {"magnet_audio": {"hybrid": True}} if self.hybrid else {}
         return {
             "lm_model": "transformer_lm_magnet", "device": "cpu", "dtype": "float32", "transformer_lm": lm,
             "codebooks_pattern": {"modeling": "parallel", "parallel": {"empty_initial": -1}},
@@ -68,6 +80,7 @@ class MagnetLMConfig(LMConfig):
             "conditioners": {"description": self.conditioner.to_xp_cfg()},
             "dataset": {"segment_duration": self.segment_duration},
             "masking": {"span_len": self.span_len},
+            **extra,
         }
 
 
@@ -81,6 +94,18 @@ class MagnetLM(CodesLM):
     @property
     def mask_id(self) -> int:
         return self.cfg.card
+
+    def ar_view(self) -> MusicGenLM:
+        """This network as a causal MusicGen LM over the delay pattern [0, 1, ..., K-1]: a
+        :class:`MusicGenLM` whose modules are this LM's (the same parameters, no copy; moving or
+        training either changes both). It differs from MAGNeT's use of the weights only by the
+        causal mask and the interleaved input: the embeddings' extra row ``card`` (MAGNeT's mask
+        token) is the pattern's special token, positions are the same sinusoids. Cheap to build.
+        """
+        common = {f.name: getattr(self.cfg, f.name) for f in fields(LMConfig)}
+        view = MusicGenLM(MusicGenLMConfig(**common, delays=list(range(self.cfg.n_q))), modules_of=self)
+        view.training = self.training  # the wrapper's own flag; the shared modules keep theirs
+        return view
 
     def attn_mask(self, stage: int, length: int, device: torch.device) -> torch.Tensor | None:
         """None (full attention) for stage 0 or subcodes_context -1; else the band mask [T, T]."""

@@ -107,10 +107,14 @@ class MusicGenLMConfig(LMConfig):
 
 
 class MusicGenLM(CodesLM):
-    """A causal LM over delay-interleaved codes; parameters named as audiocraft's ``LMModel``."""
+    """A causal LM over delay-interleaved codes; parameters named as audiocraft's ``LMModel``.
 
-    def __init__(self, cfg: MusicGenLMConfig):
-        super().__init__(cfg)
+    ``modules_of``: run another LM's modules (e.g. a hybrid MAGNeT LM's, see
+    :meth:`~magnet_audio.lm.magnet.MagnetLM.ar_view`) as this causal LM, sharing their parameters.
+    """
+
+    def __init__(self, cfg: MusicGenLMConfig, modules_of: CodesLM | None = None):
+        super().__init__(cfg, modules_of)
 
     @property
     def special_token_id(self) -> int:

@@ -39,7 +39,12 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The LM to train (from scratch, or fine-tuned from ``init_from``) and its codec."""
+    """The LM to train (from scratch, or fine-tuned from ``init_from``) and its codec.
+
+    hybrid: train one network for both Hybrid-MAGNeT roles: MAGNeT's masked objective with a visible
+        prefix of 0 to ``hybrid_max_prefix`` of the segment, plus ``hybrid_ar_weight`` times the
+        autoregressive cross-entropy of the same network run causally over MusicGen's delay pattern.
+    """
 
     codec: str | None = None
     init_from: str | None = None
@@ -50,6 +55,9 @@ class ModelConfig:
     subcodes_context: int = 5
     span_len: int = 3
     cfg_dropout: float = 0.3
+    hybrid: bool = False
+    hybrid_ar_weight: float = 1.0
+    hybrid_max_prefix: float = 0.5
     conditioner: ConditionerConfig = field(default_factory=lambda: ConditionerConfig(model="t5", word_dropout=0.3))
 
 
@@ -154,6 +162,8 @@ class TrainConfig:
             (self.model.num_layers >= 1 and self.model.hidden_scale >= 1,
              "model.num_layers and hidden_scale must be >= 1"),
             (self.model.span_len >= 1, "model.span_len must be >= 1"),
+            (self.model.hybrid_ar_weight >= 0, "model.hybrid_ar_weight must be >= 0"),
+            (0 <= self.model.hybrid_max_prefix < 1, "model.hybrid_max_prefix must be in [0, 1)"),
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (len(self.optim.betas) == 2 and all(0 <= b < 1 for b in self.optim.betas),
              "optim.betas must be two values in [0, 1)"),

@@ -8,6 +8,15 @@ masked positions of the stage codebook only. Classifier-free-guidance dropout nu
 batch's text with probability ``cfg_dropout`` (one draw per batch); word dropout happens in the
 text conditioner when it is in training mode.
 
+Hybrid-MAGNeT (``lm.cfg.hybrid``, the paper's jointly trained model): one network, two losses on the
+same batch and the same text memory. (1) The MAGNeT loss above, except that each sample keeps a
+random prefix visible in every codebook — a uniform whole number of spans, from 0 to
+``max_prefix`` of the segment — that is never masked nor scored: what the model sees when it
+completes an autoregressive prefix. The spans are drawn over the frames after the prefix. (2) The
+autoregressive cross-entropy of all the codes (every codebook, teacher forcing) through the LM's
+causal view (:meth:`~magnet_audio.lm.magnet.MagnetLM.ar_view`, MusicGen's delay pattern). The loss
+is ``ce + ar_weight * ar_ce``.
+
 Randomness: the stage and the CFG draw come from Python's ``random`` (or a ``random.Random``
 passed in), mask rates and span starts from torch's RNG (or a ``torch.Generator``), so a run that
 saves and restores those states replays exactly.
@@ -24,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..decoding.ar import build_delay_pattern, revert_delay_logits
 from ..lm.magnet import MagnetLM
+from ..lm.musicgen import MusicGenLM
 
 IGNORE_INDEX = -1
 
@@ -77,6 +88,27 @@ def span_mask(rates: torch.Tensor, T: int, span_len: int, generator: torch.Gener
     return mask
 
 
+def hybrid_prefix_lengths(batch: int, T: int, span_len: int, max_prefix: float, device: torch.device,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Visible prefix lengths [B] (frames) for hybrid training: a whole number of spans drawn
+    uniformly from 0 to ``floor(max_prefix * T / span_len)`` (``max_prefix`` in [0, 1))."""
+    L = max(span_len, 1)
+    return torch.randint(0, int(max_prefix * T) // L + 1, (batch,), device=device, generator=generator) * L
+
+
+def prefix_span_mask(rates: torch.Tensor, prefix_lens: torch.Tensor, T: int, span_len: int,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bool [B, T] span masks that leave each sample's prefix visible: frames before
+    ``prefix_lens[b]`` are never masked, the ``T - prefix_lens[b]`` frames after it get a
+    :func:`span_mask` of their own length at rate ``rates[b]`` (so at least one is masked).
+    With every prefix 0 this is ``span_mask(rates, T, span_len)``, with the same random draws."""
+    mask = torch.zeros(rates.shape[0], T, dtype=torch.bool, device=rates.device)
+    for P in sorted(set(prefix_lens.tolist())):
+        rows = (prefix_lens == P).nonzero(as_tuple=True)[0]
+        mask[rows, P:] = span_mask(rates[rows], T - P, span_len, generator)
+    return mask
+
+
 def stage_mask(stage_span_mask: torch.Tensor, num_codebooks: int, stage: int) -> torch.Tensor:
     """Bool [B, K, T]: codebooks < stage unmasked, codebook ``stage`` = the span mask [B, T],
     codebooks > stage all masked."""
@@ -104,6 +136,19 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torc
                            ignore_index=IGNORE_INDEX)
 
 
+def ar_cross_entropy(ar_lm: MusicGenLM, codes: torch.Tensor, memory: torch.Tensor | None) -> torch.Tensor:
+    """Teacher-forced autoregressive cross-entropy (float32), the mean over all B x K x T codes.
+
+    codes [B, K, T] are interleaved with ``ar_lm``'s delay pattern (the last step, which predicts
+    nothing, dropped) and run causally in one pass; code (k, t) is scored by the output one step
+    before it. memory: cross-attention memory [B, L, D] (None: no condition).
+    """
+    T = codes.shape[-1]
+    seq = build_delay_pattern(codes, ar_lm.delays, ar_lm.special_token_id)[..., :-1]
+    logits = revert_delay_logits(ar_lm(seq, memory), ar_lm.delays, T)  # [B, K, T, card]
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), codes.reshape(-1))
+
+
 def cfg_dropout(texts: list[str | None], p: float, rng: random.Random | None = None) -> list[str | None]:
     """Classifier-free guidance dropout: with probability ``p`` (one draw for the whole batch) every
     text becomes None (the null condition); otherwise the texts are returned unchanged."""
@@ -117,15 +162,18 @@ class MagnetObjective(nn.Module):
     The :class:`~magnet_audio.training.trainer.Trainer` wraps this module (in DDP when
     distributed), keeps an EMA of :attr:`model` and exports :attr:`model`. In ``.training`` mode
     the CFG dropout applies and the text conditioner drops words; in eval mode neither does.
+    When ``lm.cfg.hybrid`` is set it trains the joint Hybrid-MAGNeT objective (module docstring)
+    with ``ar_weight`` and ``max_prefix``.
     """
 
     model_key = "lm"  # the attribute holding the exported model (checkpoints store objective keys)
     progress_metric = "ce"  # shown on the progress bar
 
-    def __init__(self, lm: MagnetLM, cfg_dropout: float):
+    def __init__(self, lm: MagnetLM, cfg_dropout: float, ar_weight: float = 1.0, max_prefix: float = 0.5):
         super().__init__()
         self.lm = lm
         self.cfg_dropout = cfg_dropout
+        self.ar_weight, self.max_prefix = ar_weight, max_prefix
 
     @property
     def model(self) -> MagnetLM:
@@ -141,7 +189,8 @@ class MagnetObjective(nn.Module):
         the loss is the CE over all their masked tokens — a validation loss that covers every
         codebook. Mask rates and spans come from ``generator`` (torch's global RNG if None).
         Metrics (detached, 0-d): ``ce``, ``ce_stage{k}`` per measured stage, ``mask_rate`` (masked
-        fraction of the stage codebooks) and ``count`` (masked tokens, the averaging weight).
+        fraction of the stage codebooks) and ``count`` (masked tokens, the averaging weight); for a
+        hybrid LM also ``ar_ce`` (the autoregressive cross-entropy) and ``loss`` (the total).
         """
         K = codes.shape[1]
         if self.training:
@@ -158,14 +207,26 @@ class MagnetObjective(nn.Module):
             metrics[f"ce_stage{k}"] = ce.detach()
         loss = ce if len(stages) == 1 else total / count
         metrics.update(ce=loss.detach(), mask_rate=torch.tensor(count / masked), count=torch.tensor(float(count)))
+        if self.lm.cfg.hybrid:
+            ar_ce = ar_cross_entropy(self.lm.ar_view(), codes, memory)
+            loss = loss + self.ar_weight * ar_ce
+            metrics.update(ar_ce=ar_ce.detach(), loss=loss.detach())
         return loss, metrics
 
     def _stage_loss(self, codes: torch.Tensor, memory: torch.Tensor, stage: int,
                     generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean CE of codebook ``stage`` at its masked positions, the span mask [B, T])."""
+        """(mean CE of codebook ``stage`` at its masked positions, the span mask [B, T]); a hybrid
+        LM keeps a random prefix of each sample visible in every codebook."""
         B, K, T = codes.shape
         rates = cosine_mask_rate(torch.rand(B, device=codes.device, generator=generator))
-        spans = span_mask(rates, T, self.lm.cfg.span_len, generator)
-        inputs = masked_input(codes, stage_mask(spans, K, stage), self.lm.mask_id)
+        if self.lm.cfg.hybrid:
+            prefix = hybrid_prefix_lengths(B, T, self.lm.cfg.span_len, self.max_prefix, codes.device, generator)
+            spans = prefix_span_mask(rates, prefix, T, self.lm.cfg.span_len, generator)
+            visible = torch.arange(T, device=codes.device) < prefix[:, None]  # [B, T]
+            mask = stage_mask(spans, K, stage) & ~visible[:, None]
+        else:
+            spans = span_mask(rates, T, self.lm.cfg.span_len, generator)
+            mask = stage_mask(spans, K, stage)
+        inputs = masked_input(codes, mask, self.lm.mask_id)
         logits = self.lm(inputs, memory, stage=stage)  # [B, K, T, card], every head (all params in the graph)
         return masked_cross_entropy(logits[:, stage], codes[:, stage], spans), spans

@@ -705,7 +705,8 @@ def _prepare_tokens(cfg: TrainConfig, info: DistInfo, codec_source: str | None,
 
 def build_lm(cfg: TrainConfig, meta: CacheMeta) -> MagnetLM:
     """A new LM sized by ``cfg.model`` (initialised as audiocraft does, seeded by ``cfg.seed``), or
-    the pretrained one of ``model.init_from`` with this config's dropouts and segment length."""
+    the pretrained one of ``model.init_from`` with this config's dropouts, segment length and
+    ``model.hybrid`` (a plain MAGNeT can be fine-tuned into a hybrid one: the weights are the same)."""
     frame_rate = int(round(meta.frame_rate))
     m = cfg.model
     if m.init_from:
@@ -717,11 +718,12 @@ def build_lm(cfg: TrainConfig, meta: CacheMeta) -> MagnetLM:
         lm.cfg.cfg_dropout = m.cfg_dropout
         lm.cfg.conditioner.word_dropout = m.conditioner.word_dropout
         lm.condition_provider.text.word_dropout = m.conditioner.word_dropout
+        lm.cfg.hybrid = m.hybrid
     else:
         lm_cfg = MagnetLMConfig(dim=m.dim, num_heads=m.num_heads, num_layers=m.num_layers, hidden_scale=m.hidden_scale,
                                 n_q=meta.n_q, card=meta.card, segment_duration=cfg.data.segment_duration,
                                 frame_rate=frame_rate, cfg_dropout=m.cfg_dropout, subcodes_context=m.subcodes_context,
-                                span_len=m.span_len, conditioner=copy.deepcopy(m.conditioner))
+                                span_len=m.span_len, hybrid=m.hybrid, conditioner=copy.deepcopy(m.conditioner))
         torch.manual_seed(cfg.seed)
         lm = MagnetLM(lm_cfg)
         init_lm_weights(lm)
@@ -812,7 +814,8 @@ def _train(cfg: TrainConfig, resume: bool | str, info: DistInfo) -> dict[str, fl
     if valid_crops is None:
         logger.warning("no validation data (data.valid is unset and data.valid_fraction gives no item)")
     sampler = EpochSampler(len(train_crops), cfg.data.batch_size, cfg.seed, info.rank, info.world_size)
-    objective = MagnetObjective(lm, cfg.model.cfg_dropout)
+    objective = MagnetObjective(lm, cfg.model.cfg_dropout, ar_weight=cfg.model.hybrid_ar_weight,
+                                max_prefix=cfg.model.hybrid_max_prefix)
     write_samples = None
     if cfg.samples.every and info.is_main:
         prompts = list(cfg.samples.prompts)[:cfg.samples.num]
