@@ -3,6 +3,7 @@ machinery (row cache, CFG skip, int8, half) does what it says, and ``bench gener
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,15 @@ def test_half_precision_runs_on_cpu(model):
     codes = _generate(model, use_sampling=False, decoding_steps=[2, 1, 1, 1], half=True)
     assert codes.shape == (2, 4, 48) and (codes < 64).all()
     assert next(model.lm.parameters()).dtype == torch.float32
+
+
+@pytest.mark.skipif(not shutil.which("cc") and not shutil.which("gcc"), reason="torch.compile (inductor) needs a C compiler")
+def test_compile_gives_the_exact_tokens(model):
+    """compile=True (torch.compile of the feed-forward blocks) computes the same function: greedy
+    decoding of the fixture gives exact mode's tokens (the first call compiles, ~20 s on 2 cores)."""
+    exact = _generate(model, use_sampling=False, decoding_steps=[4, 2, 2, 2])
+    compiled = _generate(model, use_sampling=False, decoding_steps=[4, 2, 2, 2], compile=True)
+    assert torch.equal(compiled, exact)
 
 
 def test_bench_compare_writes_ratios(tmp_path):
