@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from magnet_audio.evaluation import adherence as A
-from magnet_audio.evaluation.codec_eval import codec_report, mel_distance, si_snr
+from magnet_audio.evaluation.codec_eval import codec_report, frame_periodic_share, mel_distance, si_snr
 
 SR = A.SAMPLE_RATE
 
@@ -265,6 +265,26 @@ def test_mel_distance_zero_for_identical_and_grows_with_noise():
     assert 0 < mel_distance(small, wav, SR) < mel_distance(large, wav, SR)
 
 
+def test_frame_periodic_share_by_hand():
+    hop = 320
+    pulse = torch.zeros(1, 10 * hop)
+    pulse[0, ::hop] = 1.0  # one click per frame: entirely frame-periodic
+    assert frame_periodic_share(pulse, hop) == pytest.approx(1.0)
+    # two frames [a, b] and [-a, -b]: their average is 0, nothing repeats
+    x = torch.tensor([[1.0, 2.0, -1.0, -2.0]])
+    assert frame_periodic_share(x, 2) == 0.0
+    # frames [1, 0] and [0, 0]: average [0.5, 0]; 2 * 0.25 / 1 = 0.5 (the trailing sample is dropped)
+    assert frame_periodic_share(torch.tensor([[1.0, 0.0, 0.0, 0.0, 9.0]]), 2) == pytest.approx(0.5)
+    assert frame_periodic_share(torch.zeros(1, 8), 2) == 0.0
+    tone = torch.from_numpy(_melody([60, 64, 67, 72], 0.5))[None]  # music is not locked to the frame grid
+    assert frame_periodic_share(tone, hop) < 0.02
+    buzzed = tone + 0.5 * tone.square().mean().sqrt() * pulse.repeat(1, tone.shape[-1] // pulse.shape[-1] + 1)[
+        :, :tone.shape[-1]] * hop ** 0.5
+    assert frame_periodic_share(buzzed, hop) > 0.15
+    with pytest.raises(ValueError, match="shorter than one frame"):
+        frame_periodic_share(torch.ones(1, 10), hop)
+
+
 def test_codec_report_on_tiny_codec(fixture_dir, tmp_path):
     pytest.importorskip("librosa")
     from magnet_audio import load_compression_model
@@ -274,9 +294,11 @@ def test_codec_report_on_tiny_codec(fixture_dir, tmp_path):
         sf.write(tmp_path / f"{i}.wav", _melody([pitch, pitch + 4], 0.5), SR)  # resampled to 32 kHz on read
     report = codec_report(codec, sorted(tmp_path.glob("*.wav")))
     assert report["n_clips"] == 2 and report["sample_rate"] == codec.sample_rate
-    for key in ("si_snr_db", "mel_distance"):
+    for key in ("si_snr_db", "mel_distance", "frame_periodic_share", "reference_frame_periodic_share"):
         assert np.isfinite(report[key]["mean"]) and np.isfinite(report[key]["std"])
     assert report["mel_distance"]["mean"] > 0
+    assert 0 <= report["frame_periodic_share"]["mean"] <= 1
+    assert report["reference_frame_periodic_share"]["mean"] < 0.02  # the inputs: plain notes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,12 +331,12 @@ def test_cli_eval_adherence_and_codec_writes_results(fixture_dir, tmp_path, caps
     assert rc == 0
     payload = json.loads((out / "results.json").read_text())
     by_metric = {r["metric"]: r for r in payload["results"]}
-    assert set(by_metric) == set(A.MEASURES) | {"codec_si_snr", "codec_mel"}
+    assert set(by_metric) == set(A.MEASURES) | {"codec_si_snr", "codec_mel", "codec_periodic"}
     for measure in A.MEASURES:
         row = by_metric[measure]
         assert set(A.CONDITIONS) <= set(row["details"]), measure
     assert by_metric["tempo_acc"]["status"] == "ok" and by_metric["tempo_acc"]["details"]["generated"]["n"] == 2
-    for name in ("codec_si_snr", "codec_mel"):
+    for name in ("codec_si_snr", "codec_mel", "codec_periodic"):
         assert by_metric[name]["status"] == "ok" and np.isfinite(by_metric[name]["value"])
         assert by_metric[name]["details"]["n_clips"] == 2
     # adherence also scored the references after a round trip through the codec, written to out/codec

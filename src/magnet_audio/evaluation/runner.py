@@ -401,12 +401,13 @@ def reconstruct_references(codec_name: str, items: Sequence[EvalItem], out_dir: 
 
 def compute_codec(codec_name: str | None, paths: Sequence[Path], device: str = "cpu",
                   progress: Callable[[str], None] | None = None) -> list[MetricResult]:
-    """Two rows, ``codec_si_snr`` (dB) and ``codec_mel`` (multi-scale log-mel L1), each the mean over the
-    reference clips with the standard deviation in ``details``."""
+    """Three rows, ``codec_si_snr`` (dB), ``codec_mel`` (multi-scale log-mel L1) and ``codec_periodic``
+    (frame-periodic share: a buzz at the frame rate), each the mean over the reference clips with the
+    standard deviation in ``details`` (and, for ``codec_periodic``, the references' own share)."""
     from ..codec import load_compression_model
     from .codec_eval import codec_report
 
-    rows = [MetricResult("codec_si_snr", "codec", "error"), MetricResult("codec_mel", "codec", "error")]
+    rows = [MetricResult(name, "codec", "error") for name in ("codec_si_snr", "codec_mel", "codec_periodic")]
     if codec_name is None:
         for r in rows:
             r.reason = "no codec given (--codec)"
@@ -424,10 +425,11 @@ def compute_codec(codec_name: str | None, paths: Sequence[Path], device: str = "
             r.reason = f"{type(exc).__name__}: {exc}"
         return rows
     shared = {k: report[k] for k in ("n_clips", "sample_rate", "channels", "n_codebooks", "frame_rate")}
-    for r, key in zip(rows, ("si_snr_db", "mel_distance")):
+    for r, key in zip(rows, ("si_snr_db", "mel_distance", "frame_periodic_share")):
         r.status, r.value = "ok", report[key]["mean"]
         r.details = {"std": report[key]["std"], **shared}
         r.backend_info = {"backend": "codec", "kind": "codec", "model": str(codec_name)}
+    rows[2].details["reference"] = report["reference_frame_periodic_share"]["mean"]
     return rows
 
 
@@ -509,7 +511,8 @@ def _detail_text(r: MetricResult) -> str:
     if r.metric == "clap":
         return f"{d.get('n_clips')} clips"
     if r.metric.startswith("codec_"):
-        return f"std {d.get('std', 0):.4f}, {d.get('n_clips')} clips at {d.get('sample_rate')} Hz"
+        real = f", real clips {d['reference']:.4f}" if "reference" in d else ""
+        return f"std {d.get('std', 0):.4f}{real}, {d.get('n_clips')} clips at {d.get('sample_rate')} Hz"
     if "generated" in d:  # adherence
 
         def fmt(cond: str) -> str:
