@@ -190,6 +190,30 @@ def test_mel_loss_zero_for_identical_positive_otherwise():
     assert loss(x, 0.5 * x).item() > loss(x, 0.9 * x).item() > 0
 
 
+def test_frame_periodic_loss_by_hand():
+    from magnet_audio.training.codec_objective import frame_periodic_loss
+
+    torch.manual_seed(0)
+    real = torch.randn(2, 1, 4 * 8 + 3)  # 4 whole frames of 8 samples, 3 trailing samples ignored
+    assert frame_periodic_loss(real, real, 8).item() == 0.0
+    pattern = torch.randn(8)
+    buzzed = real.clone()
+    buzzed[..., :32] += pattern.repeat(4)  # the same error in every frame
+    want = 4 * 2 * pattern.square().sum() / real[..., :32].square().sum()
+    assert frame_periodic_loss(buzzed, real, 8).item() == pytest.approx(want.item(), rel=1e-5)
+    # an error that changes sign from frame to frame averages out
+    alternating = real.clone()
+    alternating[..., :32] += torch.cat([pattern, -pattern, pattern, -pattern])
+    assert frame_periodic_loss(alternating, real, 8).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(Exception, match="hop length"):
+        CodecObjective(CodecLossConfig(adversarial=False, periodic=1.0), sample_rate=16000)
+    metrics = CodecObjective(CodecLossConfig(adversarial=False, periodic=1.0), 16000, hop_length=8).reconstruction(
+        buzzed, real)
+    assert metrics["periodic"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert metrics["recon"].item() == pytest.approx(
+        (2.0 * metrics["msspec"] + 0.1 * metrics["l1"] + metrics["periodic"]).item(), rel=1e-5)
+
+
 def test_discriminator_shapes_and_losses():
     disc = MultiScaleSTFTDiscriminator(filters=4, n_ffts=[256, 128], hop_lengths=[64, 32], win_lengths=[256, 128])
     x = torch.randn(3, 1, 4000)

@@ -2,7 +2,8 @@
 
 The generator (codec) loss is a plain weighted sum (no gradient balancer)::
 
-    g_loss = w_msspec · msspec + w_l1 · l1 + w_mel · mel + w_commit · commit + w_adv · adv + w_feat · feat
+    g_loss = w_msspec · msspec + w_l1 · l1 + w_mel · mel + w_periodic · periodic + w_commit · commit
+             + w_adv · adv + w_feat · feat
 
 * ``msspec``: multi-scale mel loss (EnCodec / audiocraft ``msspec``): for n_fft = 2^i, i in
   [range_start, range_end), hop n_fft/4, ``n_mels`` mel bands, ``L1(mel_x, mel_y) + α_i ·
@@ -10,6 +11,10 @@ The generator (codec) loss is a plain weighted sum (no gradient balancer)::
   ``alphas``, else 1), divided by Σ(1 + α_i) when ``normalized``.
 * ``mel``: single-scale log-mel L1 (audiocraft ``mel``; weight 0 by default).
 * ``l1``: waveform L1.
+* ``periodic``: the energy of the error's frame-synchronous average (the one ``hop``-sample waveform
+  that repeats every code frame) over the target's energy, ``N ||mean_n(fake_n - real_n)||² / ||real||²``
+  over the N whole frames: it penalises a buzz at the frame rate, a comb on the harmonics of the frame
+  rate that the mel losses accept as tonal content (weight 0 by default).
 * ``commit``: the quantizer's commitment loss (audiocraft backpropagates it with weight 1 outside its
   balancer).
 * ``adv`` / ``feat``: generator hinge (or least-squares) loss against a multi-scale STFT discriminator
@@ -156,6 +161,15 @@ class MultiScaleMelLoss(nn.Module):
             loss = loss + F.l1_loss(mx, my) + alpha * F.mse_loss(
                 torch.log10(self.floor_level + mx), torch.log10(self.floor_level + my))
         return loss / self.total
+
+
+def frame_periodic_loss(fake: torch.Tensor, real: torch.Tensor, hop: int) -> torch.Tensor:
+    """Energy of the frame-synchronous average of ``fake - real`` [B, C, T] over the energy of ``real``
+    (module docstring), over the whole frames of ``hop`` samples; 0 when the error has no component
+    that repeats every frame."""
+    n = real.shape[-1] // hop
+    error = (fake - real)[..., :n * hop].reshape(*real.shape[:-1], n, hop)
+    return n * error.mean(dim=-2).square().sum() / real[..., :n * hop].square().sum().clamp_min(1e-8)
 
 
 # ----------------------------------------------------------------------------- discriminator
@@ -346,6 +360,7 @@ class CodecLossConfig:
     msspec: float = 2.0
     l1: float = 0.1
     mel: float = 0.0
+    periodic: float = 0.0
     commit: float = 1.0
     adv: float = 4.0
     feat: float = 4.0
@@ -364,7 +379,7 @@ class CodecLossConfig:
                 if unknown:
                     raise InputError(f"codec loss config: unknown keys in {name}: {unknown}")
                 setattr(self, name, cls(**value))
-        for name in ("msspec", "l1", "mel", "commit", "adv", "feat"):
+        for name in ("msspec", "l1", "mel", "periodic", "commit", "adv", "feat"):
             if getattr(self, name) < 0:
                 raise InputError(f"codec loss config: weight {name} must be >= 0, got {getattr(self, name)}")
         if self.adv_loss not in ADV_LOSSES:
@@ -386,9 +401,11 @@ class CodecObjective(nn.Module):
     * :meth:`reconstruction` (fake, real) -> metrics without the adversarial terms, for validation.
     """
 
-    def __init__(self, config: CodecLossConfig, sample_rate: int, channels: int = 1):
+    def __init__(self, config: CodecLossConfig, sample_rate: int, channels: int = 1, hop_length: int | None = None):
         super().__init__()
-        self.config = config
+        if config.periodic > 0 and not hop_length:
+            raise InputError("the periodic loss needs the codec's hop length")
+        self.config, self.hop_length = config, hop_length
         m = config.msspec_params
         self.msspec = MultiScaleMelLoss(sample_rate, m.range_start, m.range_end, m.n_mels, m.f_min, m.f_max,
                                         m.normalized, m.alphas, m.floor_level)
@@ -406,12 +423,14 @@ class CodecObjective(nn.Module):
                 activation=d.activation, activation_params=d.activation_params)
 
     def reconstruction(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``msspec``, ``l1`` (and ``mel`` when weighted) plus ``recon``, their weighted sum."""
+        """``msspec``, ``l1`` (and ``mel``, ``periodic`` when weighted) plus ``recon``, their weighted sum."""
         fake, real = fake.float(), real.float()
         with torch.autocast(fake.device.type, enabled=False):  # spectra and logs in float32
             metrics = {"msspec": self.msspec(fake, real), "l1": F.l1_loss(fake, real)}
             if self.mel is not None:
                 metrics["mel"] = self.mel(fake, real)
+            if self.config.periodic > 0:
+                metrics["periodic"] = frame_periodic_loss(fake, real, self.hop_length)
         metrics["recon"] = sum(getattr(self.config, name) * value for name, value in metrics.items())
         return metrics
 

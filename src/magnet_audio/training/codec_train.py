@@ -343,7 +343,7 @@ def _train_codec(cfg: CodecTrainConfig, resume: bool | str, info) -> dict[str, f
         logger.warning("no validation data (data.valid is unset and data.valid_fraction gives no file)")
     sampler = EpochSampler(len(train_segments), cfg.data.batch_size, cfg.seed, info.rank, info.world_size)
     torch.manual_seed(sub_seed(cfg.seed, 13))  # the discriminator's initialisation
-    objective = CodecTrainingObjective(codec, CodecObjective(cfg.losses, c.sample_rate, c.channels),
+    objective = CodecTrainingObjective(codec, CodecObjective(cfg.losses, c.sample_rate, c.channels, c.hop_length),
                                        decoder_only=cfg.decoder_only)
     valid_batches = _valid_batches(valid_segments, cfg, info)
     write_samples = None
