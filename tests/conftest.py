@@ -18,3 +18,13 @@ def fixture_dir() -> Path:
 @pytest.fixture(scope="session")
 def reference() -> dict:
     return torch.load(FIXTURES / "reference.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models decode step by step: threads only add synchronisation (and stall on busy cores).
+    Use per module with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

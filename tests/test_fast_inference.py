@@ -114,7 +114,8 @@ def test_partial_pass_is_exact_when_only_the_recomputed_rows_changed(stage):
     torch.testing.assert_close(partial, full.gather(1, rows.unsqueeze(-1).expand(-1, -1, 32)), atol=1e-5, rtol=0)
 
 
-def test_cfg_skip_only_where_the_coefficient_is_near_one(model, monkeypatch):
+def _count_rows(model, monkeypatch) -> list[int]:
+    """The list that receives the batch size (rows) of every transformer pass of ``model.lm``."""
     batches = []
     hidden = model.lm.hidden
 
@@ -123,6 +124,11 @@ def test_cfg_skip_only_where_the_coefficient_is_near_one(model, monkeypatch):
         return hidden(codes, *args, **kwargs)
 
     monkeypatch.setattr(model.lm, "hidden", spy)
+    return batches
+
+
+def test_cfg_skip_only_where_the_coefficient_is_near_one(model, monkeypatch):
+    batches = _count_rows(model, monkeypatch)
     steps = [4, 3, 2, 2]
     coefs = [cfg_coef(rate, 10.0, 1.0) for n in steps for rate in mask_rates(n)]
     for threshold in (0.0, 0.5, 3.0):
@@ -158,14 +164,7 @@ def test_cached_null_pass_equals_plain_reuse_of_the_null_logits(model, monkeypat
 
 
 def test_null_pass_runs_every_n_steps_of_each_stage(model, monkeypatch):
-    batches = []
-    hidden = model.lm.hidden
-
-    def spy(codes, *args, **kwargs):
-        batches.append(codes.shape[0])
-        return hidden(codes, *args, **kwargs)
-
-    monkeypatch.setattr(model.lm, "hidden", spy)
+    batches = _count_rows(model, monkeypatch)
     steps = [7, 4, 3, 2]
     _generate(model, decoding_steps=steps, cfg_null_refresh=3, kv_cache_refresh=3)
     assert batches == [4 if step % 3 == 0 else 2 for n in steps for step in range(n)]

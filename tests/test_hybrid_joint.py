@@ -31,13 +31,7 @@ from magnet_audio.training.trainer import list_checkpoints, load_checkpoint, tra
 CARD = 64  # the fixture codec's vocabulary
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: threads only add synchronisation (and stall on busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 def _tiny_lm(hybrid=True, card=16, seed=0, segment=1.0):

@@ -20,13 +20,7 @@ from magnet_audio.lm.transformer import causal_mask
 S = 99  # the special token in the hand-computed examples
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models decode step by step: threads only add synchronisation (and stall on busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 def _lut_lm(card=16, dim=32, heads=2, layers=2, segment=1.0, seed=0, delays=(0, 1, 2, 3)):

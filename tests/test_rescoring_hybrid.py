@@ -19,13 +19,7 @@ from test_musicgen import _fixture_sized_lm, _lut_lm, write_musicgen_export
 TEXTS = ["lofi beat", "calm piano"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models decode step by step: threads only add synchronisation (and stall on busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 @pytest.fixture(scope="module")
