@@ -287,6 +287,14 @@ def test_lr_schedule_and_ema_by_hand():
         assert float(module.weight.detach()) == pytest.approx(7 / 3)
     assert float(module.weight.detach()) == 3.0
 
+    # a weight that does not change (a frozen encoder) keeps its exact value, update after update:
+    # (1 - w) * ema + w * value would drift by rounding (0.1 * 0.999 + 0.001 * 0.1 != 0.1 in float32)
+    frozen = torch.nn.Linear(64, 64)
+    ema = EMA(frozen, decay=0.999)
+    for _ in range(50):
+        ema.update(frozen)
+    assert all(torch.equal(ema.state[k], v) for k, v in frozen.state_dict().items())
+
 
 def test_init_lm_weights_scales_with_depth():
     torch.manual_seed(0)

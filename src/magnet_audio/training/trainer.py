@@ -162,7 +162,9 @@ def lr_factor(step: int, schedule: str, warmup: int, total: int, min_ratio: floa
 class EMA:
     """Exponential moving average of a module's floating-point parameters and persistent buffers,
     in the "unbiased" form audiocraft uses: ``count = count * decay + 1``, ``w = 1 / count``,
-    ``ema = (1 - w) * ema + w * value`` (so the first update copies the weights). Kept in float32."""
+    ``ema = (1 - w) * ema + w * value`` (so the first update copies the weights). Kept in float32.
+    It is computed as ``ema + w * (value - ema)``, so a tensor that does not change (a frozen encoder)
+    keeps its exact value."""
 
     def __init__(self, module: nn.Module, decay: float):
         self.decay = decay
@@ -178,7 +180,7 @@ class EMA:
         self.count = self.count * self.decay + 1
         w = 1.0 / self.count
         for key, value in self._tensors(module).items():
-            self.state[key].mul_(1 - w).add_(value.float(), alpha=w)
+            self.state[key].lerp_(value.float(), w)
 
     def state_dict(self) -> dict:
         return {"count": self.count, "decay": self.decay, "state": self.state}
