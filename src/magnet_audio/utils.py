@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Callable
+
 import torch
+
+
+def write_atomic(write: Callable[[Path], object], path: str | os.PathLike) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, give it the usual permissions (some
+    writers create private files), then rename it over ``path``: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def default_device() -> torch.device:

@@ -6,7 +6,9 @@
 * audiocraft pointer: ``{'pretrained': 'facebook/encodec_32khz', ...}`` naming a Hugging Face
   ``EncodecModel`` repo (or a local directory) to load instead.
 * ours (``magnet export``, :data:`~magnet_audio.checkpoints.OUR_FORMAT`): the ``codec`` section of
-  ``config.json`` and the ``codec.`` tensors of ``model.safetensors``.
+  ``config.json`` and the ``codec.`` tensors of ``model.safetensors``. A section with
+  ``"type": "spectral"`` is a :class:`~magnet_audio.codec.spectral.SpectralCodec` (our format only,
+  written by :func:`save_our_codec`); any other is EnCodec.
 * Hugging Face ``EncodecModel`` directory or repo: ``config.json`` + ``model.safetensors`` (or
   ``pytorch_model.bin``). As audiocraft's ``HFEncodecCompressionModel`` does, it is used with the
   codebooks of its largest target bandwidth: ``n_q = 1000·max(bw) // (ceil(sample_rate / hop) ·
@@ -32,8 +34,9 @@ import yaml
 from ..checkpoints import OUR_FORMAT, load_our_weights, looks_like_hub_id, parse_xp_cfg, resolve_file, safe_load
 from ..names import resolve_bundled
 from ..errors import CheckpointError, InputError
-from ..utils import resolve_device
+from ..utils import resolve_device, write_atomic
 from .model import EncodecConfig, EncodecModel
+from .spectral import CODEC_TYPE as SPECTRAL, SpectralCodec, SpectralCodecConfig
 
 AUDIOCRAFT_FILENAME = "compression_state_dict.bin"
 HF_CONFIG = "config.json"
@@ -57,9 +60,21 @@ HF_DEFAULTS = {
 }
 
 
+def codec_config_from_dict(values: dict) -> EncodecConfig | SpectralCodecConfig:
+    """The config of either codec from its ``to_dict()`` (``type`` "spectral", or EnCodec without it)."""
+    if values.get("type") == SPECTRAL:
+        return SpectralCodecConfig.from_dict(values)
+    return EncodecConfig.from_dict(values)
+
+
+def codec_from_config(config: EncodecConfig | SpectralCodecConfig) -> EncodecModel | SpectralCodec:
+    """A freshly initialised codec of ``config``'s kind."""
+    return SpectralCodec(config) if isinstance(config, SpectralCodecConfig) else EncodecModel(config)
+
+
 def load_compression_model(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
-                           dtype: torch.dtype = torch.float32) -> EncodecModel:
-    """Load an EnCodec model in eval mode.
+                           dtype: torch.dtype = torch.float32) -> EncodecModel | SpectralCodec:
+    """Load a codec (EnCodec, or our :class:`~magnet_audio.codec.spectral.SpectralCodec`) in eval mode.
 
     Args:
         name_or_path: an audiocraft export or pointer file; a directory holding
@@ -82,6 +97,9 @@ def save_audiocraft_export(model: EncodecModel, path: str | os.PathLike) -> Path
     (weights in float32 on CPU, config from :func:`config_to_xp_cfg`). Returns the path."""
     from .. import __version__
 
+    if not isinstance(model, EncodecModel):
+        raise InputError(f"audiocraft's format holds EnCodec models only, not a {type(model).__name__}: "
+                         "use save_our_codec")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in model.state_dict().items()}
@@ -89,6 +107,23 @@ def save_audiocraft_export(model: EncodecModel, path: str | os.PathLike) -> Path
                "version": f"magnet_audio {__version__}", "exported": True}
     torch.save(package, path)
     return path
+
+
+def save_our_codec(model: EncodecModel | SpectralCodec, out_dir: str | os.PathLike) -> Path:
+    """Write ``model`` in our format: ``out_dir/config.json`` (its config as the ``codec`` section) and
+    ``out_dir/model.safetensors`` (float32 ``codec.`` tensors), each replaced atomically. Returns ``out_dir``."""
+    from safetensors.torch import save_file
+
+    from .. import __version__
+
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {f"codec.{k}": v.detach().to("cpu", torch.float32).contiguous().clone()
+               for k, v in model.state_dict().items()}
+    config = {"format": OUR_FORMAT, "version": __version__, "codec": model.config.to_dict()}
+    write_atomic(lambda tmp: save_file(tensors, str(tmp), metadata={"format": OUR_FORMAT}), out / HF_WEIGHTS[0])
+    write_atomic(lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"), out / HF_CONFIG)
+    return out
 
 
 def config_to_xp_cfg(config: EncodecConfig) -> dict:
@@ -260,7 +295,7 @@ def _load_hf(name_or_dir: str | os.PathLike) -> EncodecModel:
         if not isinstance(hf_cfg.get("codec"), dict):
             raise CheckpointError(f"{config_file}: no 'codec' section")
         try:
-            config = EncodecConfig.from_dict(hf_cfg["codec"])
+            config = codec_config_from_dict(hf_cfg["codec"])
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{config_file}: bad 'codec' section: {exc}") from exc
         state = {k: v.float() for k, v in load_our_weights(name_or_dir, "codec.").items()}
@@ -286,12 +321,12 @@ def _load_hf(name_or_dir: str | os.PathLike) -> EncodecModel:
     return _build(config, state, hf_key, weights_file)
 
 
-def _build(config: EncodecConfig, state, key_map, source) -> EncodecModel:
+def _build(config: EncodecConfig | SpectralCodecConfig, state, key_map, source) -> EncodecModel | SpectralCodec:
     """A model for ``config`` holding ``state``, whose key for each of ours is ``key_map(ours)``."""
     if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         raise CheckpointError(f"{source}: the weights are not a state dict of named tensors")
     state = normalize_weight_norm_keys(state)
-    model = EncodecModel(config)
+    model = codec_from_config(config)
     expected = {key_map(key): (key, value.shape) for key, value in model.state_dict().items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -25,6 +25,15 @@ normalised and re-weighted); we use the plain weighted sum, which is simpler and
 default weights are audiocraft's (msspec 2, l1 0.1, adv 4, feat 4, commit 1); with the balancer off,
 they are the relative importance of raw loss values, so a run may want to retune them.
 
+The spectral codec (:class:`~magnet_audio.codec.spectral.SpectralCodec`) is trained on magnitudes
+instead (:func:`spectral_reconstruction`)::
+
+    g_loss = w_log_magnitude · L1(pred, log(|X| + floor)) + w_magnitude · L1(exp(pred), |X| + floor)
+             + w_commit · commit
+
+with X the STFT of the unit-RMS input and ``pred`` the decoded log magnitudes; the waveform losses,
+the periodic loss and the discriminator do not apply to it.
+
 Mel filterbanks and spectrograms are computed with plain torch (``torch.stft``), no torchaudio.
 """
 
@@ -366,6 +375,8 @@ class CodecLossConfig:
     feat: float = 4.0
     adversarial: bool = True      # train the discriminator and use adv/feat (off for quick runs)
     adv_loss: str = "hinge"       # hinge | mse
+    log_magnitude: float = 1.0    # spectral codec only: L1 on the log magnitudes
+    magnitude: float = 1.0        # spectral codec only: L1 on the magnitudes
     msspec_params: MSSpecConfig = field(default_factory=MSSpecConfig)
     mel_params: MelConfig = field(default_factory=MelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -379,7 +390,7 @@ class CodecLossConfig:
                 if unknown:
                     raise InputError(f"codec loss config: unknown keys in {name}: {unknown}")
                 setattr(self, name, cls(**value))
-        for name in ("msspec", "l1", "mel", "periodic", "commit", "adv", "feat"):
+        for name in ("msspec", "l1", "mel", "periodic", "commit", "adv", "feat", "log_magnitude", "magnitude"):
             if getattr(self, name) < 0:
                 raise InputError(f"codec loss config: weight {name} must be >= 0, got {getattr(self, name)}")
         if self.adv_loss not in ADV_LOSSES:
@@ -391,6 +402,17 @@ class CodecLossConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def spectral_reconstruction(prediction: torch.Tensor, target: torch.Tensor,
+                            config: CodecLossConfig) -> dict[str, torch.Tensor]:
+    """Spectral codec losses on log magnitudes [B, F, T'] (decoded, and the input's): ``log_magnitude``,
+    ``magnitude`` and ``recon``, their weighted sum (see the module docstring)."""
+    with torch.autocast(prediction.device.type, enabled=False):
+        pred, target = prediction.float(), target.float()
+        metrics = {"log_magnitude": F.l1_loss(pred, target), "magnitude": F.l1_loss(pred.exp(), target.exp())}
+    metrics["recon"] = config.log_magnitude * metrics["log_magnitude"] + config.magnitude * metrics["magnitude"]
+    return metrics
 
 
 class CodecObjective(nn.Module):

@@ -1,4 +1,5 @@
-"""``magnet train-codec``: train (or fine-tune) the EnCodec codec on a folder of audio.
+"""``magnet train-codec``: train (or fine-tune) a codec on a folder of audio: EnCodec, or with
+``model.type: spectral`` our :class:`~magnet_audio.codec.spectral.SpectralCodec`.
 
 Built on the LM trainer (:class:`~magnet_audio.training.trainer.Trainer`): the same checkpoints
 (atomic, last N kept), ``--resume`` (bit for bit), EMA, metrics log, progress bar, mixed precision,
@@ -10,7 +11,8 @@ gradient accumulation and DDP under torchrun. Only the objective, the data and t
   dead-code replacement, straight-through gradients), then the losses of
   :mod:`~magnet_audio.training.codec_objective` — reconstruction (multi-scale mel, waveform L1),
   commitment and, when ``losses.adversarial``, a multi-scale STFT discriminator (hinge + feature
-  matching).
+  matching). The spectral codec (:class:`SpectralTrainingObjective`) is trained on log magnitudes
+  (``losses.log_magnitude``, ``losses.magnitude``) and commitment, without a discriminator.
 
 GAN updates: one backward pass gives the codec the gradient of its loss (computed through the
 discriminator with its weights detached) and the discriminator the gradient of its own loss
@@ -20,10 +22,11 @@ audiocraft instead steps the discriminator first and the codec second against th
 discriminator; updating both from the same batch keeps one optimizer, scaler and checkpoint path.
 Gradient clipping (``optim.max_norm``) applies to the joint norm.
 
-At the end of a run the codec (EMA weights when ``ema.use``) is exported to
-``RUN_DIR/export/compression_state_dict.bin`` in audiocraft's format, which
-:func:`~magnet_audio.codec.load_compression_model` (and audiocraft) load and ``model.codec`` of LM
-training accepts; ``magnet export CKPT OUT_DIR`` does the same for any codec checkpoint.
+At the end of a run the codec (EMA weights when ``ema.use``) is exported to ``RUN_DIR/export``:
+EnCodec as ``compression_state_dict.bin`` in audiocraft's format, the spectral codec as
+``config.json`` + ``model.safetensors`` in ours. :func:`~magnet_audio.codec.load_compression_model`
+loads either (audiocraft the first) and ``model.codec`` of LM training accepts the folder;
+``magnet export CKPT OUT_DIR`` does the same for any codec checkpoint.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import CheckpointError, InputError
-from .codec_objective import CodecLossConfig, CodecObjective
+from .codec_objective import CodecLossConfig, CodecObjective, spectral_reconstruction
 from .config import CheckpointConfig, DistributedConfig, EMAConfig, LogConfig, OptimConfig, ValidConfig, \
     read_config
 from .data import AudioSegments, EpochSampler, load_items, split_items, sub_seed
+from ..utils import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +98,8 @@ class CodecTrainConfig:
     """Everything ``magnet train-codec`` reads (see ``configs/codec_tiny.yaml``).
 
     ``model`` holds :class:`~magnet_audio.codec.EncodecConfig` keys over :data:`MAGNET_CODEC_32K`,
-    plus ``init_from`` (a codec to fine-tune, whose architecture is then used).
+    or, with ``type: spectral``, :class:`~magnet_audio.codec.SpectralCodecConfig` keys over its
+    defaults; plus ``init_from`` (a codec to fine-tune, whose architecture is then used).
 
     ``decoder_only`` (needs ``model.init_from``): train the decoder alone. The encoder and the
     quantizer stay frozen in inference mode (no codebook updates), so every clip keeps the codes
@@ -118,14 +123,16 @@ class CodecTrainConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self):
-        from ..codec import EncodecConfig
+        from ..codec import EncodecConfig, SpectralCodecConfig
 
         if not isinstance(self.model, dict):
             raise InputError(f"codec training config: model must be a mapping of codec options, got {self.model!r}")
         options = dict(self.model)
         self.init_from = options.pop("init_from", None)
         self.codec_config = None
-        if self.init_from is None:
+        if self.init_from is None and options.get("type") == "spectral":
+            self.codec_config = SpectralCodecConfig.from_dict(options)
+        elif self.init_from is None:
             self.codec_config = EncodecConfig.from_dict({**MAGNET_CODEC_32K, **options})
         else:
             extra = sorted(set(options) - set(FINE_TUNE_KEYS))
@@ -138,6 +145,15 @@ class CodecTrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def spectral(self) -> bool:
+        """Whether the codec trained is a spectral one (from ``model.type``, or ``init_from``'s kind
+        once :func:`build_codec` has loaded it)."""
+        from ..codec import SpectralCodecConfig
+        if self.codec_config is not None:
+            return isinstance(self.codec_config, SpectralCodecConfig)
+        return False
 
     def validate(self) -> None:
         d, o = self.data, self.optim
@@ -164,6 +180,8 @@ class CodecTrainConfig:
         ]
         checks.append((not self.decoder_only or self.init_from is not None,
                        "decoder_only needs model.init_from (the codec whose encoder and codebooks stay fixed)"))
+        checks.append((not (self.spectral and self.losses.uses_discriminator),
+                       "the spectral codec trains on magnitudes without a discriminator: set losses.adversarial=false"))
         for ok, message in checks:
             if not ok:
                 raise InputError(f"codec training config: {message}")
@@ -237,6 +255,31 @@ class CodecTrainingObjective(nn.Module):
         return loss, metrics
 
 
+class SpectralTrainingObjective(CodecTrainingObjective):
+    """:class:`CodecTrainingObjective` for the spectral codec: ``loss = recon + commit · w_commit`` on
+    log magnitudes (:func:`~magnet_audio.training.codec_objective.spectral_reconstruction`); metrics
+    ``recon``, ``log_magnitude``, ``magnitude``, ``commit`` (and ``g_loss`` in training). Validation:
+    ``loss = recon``. With ``decoder_only``, the frozen encoder and quantizer give ``init_from``'s codes."""
+
+    def __init__(self, codec: nn.Module, losses: CodecLossConfig, decoder_only: bool = False):
+        super().__init__(codec, nn.Module(), decoder_only)
+        self.loss_config = losses
+
+    def forward(self, audio: torch.Tensor, generator: torch.Generator | None = None,
+                rng=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.codec(audio)
+        commit_loss = out.commit_loss if not self.decoder_only else audio.new_zeros((), dtype=torch.float32)
+        metrics = spectral_reconstruction(out.prediction, out.target, self.loss_config)
+        metrics["commit"] = commit_loss
+        loss = metrics["recon"]
+        if self.training:
+            loss = loss + self.loss_config.commit * commit_loss
+            metrics["g_loss"] = loss
+        metrics = {k: v.detach().float() for k, v in metrics.items()}
+        metrics["count"] = torch.tensor(float(audio.shape[0]))
+        return loss, metrics
+
+
 # ----------------------------------------------------------------------------------- data
 
 
@@ -272,7 +315,8 @@ def _sample_writer(codec: nn.Module, clips: torch.Tensor):
         was_training = codec.training
         codec.eval()
         with torch.no_grad():
-            recon = codec(clips.to(next(codec.parameters()).device)).audio.float().cpu()
+            codes, scale = codec.encode(clips)
+            recon = codec.decode(codes, scale)[..., :clips.shape[-1]].float().cpu()
         codec.train(was_training)
         out.mkdir(parents=True, exist_ok=True)
         for i, (orig, rec) in enumerate(zip(clips, recon)):
@@ -287,16 +331,16 @@ def _sample_writer(codec: nn.Module, clips: torch.Tensor):
 
 def build_codec(cfg: CodecTrainConfig):
     """A new codec (seeded by ``cfg.seed``; codebooks wait for k-means) or the ``model.init_from`` one."""
-    from ..codec import EncodecModel, load_compression_model
+    from ..codec import codec_from_config, load_compression_model
 
     if cfg.init_from:
         loaded = load_compression_model(cfg.init_from, device="cpu")
         cfg.codec_config = dataclasses.replace(loaded.config, **cfg.fine_tune_options)
-        codec = EncodecModel(cfg.codec_config)
+        codec = codec_from_config(cfg.codec_config)
         codec.load_state_dict(loaded.state_dict())
         return codec
     torch.manual_seed(cfg.seed)
-    return EncodecModel(cfg.codec_config)
+    return codec_from_config(cfg.codec_config)
 
 
 def train_codec(cfg: CodecTrainConfig, resume: bool | str = False) -> dict[str, float]:
@@ -320,9 +364,10 @@ def _train_codec(cfg: CodecTrainConfig, resume: bool | str, info) -> dict[str, f
     if ckpt is not None and (ckpt.get("meta") or {}).get("kind") != "codec":
         raise CheckpointError("the checkpoint to resume is not a codec training checkpoint")
     codec = build_codec(cfg)
+    cfg.validate()  # again, now that init_from's kind is known
     if ckpt is not None:
-        from ..codec import EncodecConfig
-        if EncodecConfig.from_dict(ckpt["meta"]["codec_config"]) != codec.config:
+        from ..codec import codec_config_from_dict
+        if codec_config_from_dict(ckpt["meta"]["codec_config"]) != codec.config:
             raise CheckpointError("the checkpoint's codec architecture differs from this config's model section")
     c = codec.config
     rows = cfg.data.batch_size * info.world_size * math.ceil(cfg.data.segment_duration * codec.frame_rate)
@@ -343,8 +388,11 @@ def _train_codec(cfg: CodecTrainConfig, resume: bool | str, info) -> dict[str, f
         logger.warning("no validation data (data.valid is unset and data.valid_fraction gives no file)")
     sampler = EpochSampler(len(train_segments), cfg.data.batch_size, cfg.seed, info.rank, info.world_size)
     torch.manual_seed(sub_seed(cfg.seed, 13))  # the discriminator's initialisation
-    objective = CodecTrainingObjective(codec, CodecObjective(cfg.losses, c.sample_rate, c.channels, c.hop_length),
-                                       decoder_only=cfg.decoder_only)
+    if cfg.spectral:
+        objective = SpectralTrainingObjective(codec, cfg.losses, decoder_only=cfg.decoder_only)
+    else:
+        objective = CodecTrainingObjective(codec, CodecObjective(cfg.losses, c.sample_rate, c.channels, c.hop_length),
+                                           decoder_only=cfg.decoder_only)
     valid_batches = _valid_batches(valid_segments, cfg, info)
     write_samples = None
     if cfg.samples.every and info.is_main and valid_segments is not None:
@@ -372,10 +420,12 @@ def _train_codec(cfg: CodecTrainConfig, resume: bool | str, info) -> dict[str, f
 
 
 def export_codec(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True) -> Path:
-    """Write the codec of a codec training checkpoint (or of a run folder's last one) to
-    ``out_dir/compression_state_dict.bin`` (audiocraft's format; EMA weights if kept and ``use_ema``).
-    Returns the file's path."""
-    from ..codec import EncodecConfig, EncodecModel, save_audiocraft_export
+    """Write the codec of a codec training checkpoint (or of a run folder's last one) to ``out_dir``
+    (EMA weights if kept and ``use_ema``): EnCodec as ``compression_state_dict.bin`` (audiocraft's
+    format), the spectral codec as ``config.json`` + ``model.safetensors`` (ours). Returns the path of
+    the file written (``config.json`` for ours)."""
+    from ..codec import EncodecModel, codec_config_from_dict, codec_from_config, save_audiocraft_export, \
+        save_our_codec
     from .export import checkpoint_weights, find_checkpoint
     from .trainer import load_checkpoint
 
@@ -384,23 +434,17 @@ def export_codec(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_
     meta = ckpt.get("meta") or {}
     if meta.get("kind") != "codec":
         raise CheckpointError(f"{path} is not a codec training checkpoint (kind {meta.get('kind')!r})")
-    codec = EncodecModel(EncodecConfig.from_dict(meta["codec_config"]))
+    codec = codec_from_config(codec_config_from_dict(meta["codec_config"]))
     weights = checkpoint_weights(ckpt, use_ema)
     try:
         codec.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: its weights do not match its codec config: {exc}") from exc
     out = Path(out_dir).expanduser()
+    if not isinstance(codec, EncodecModel):
+        return save_our_codec(codec, out) / "config.json"
     out.mkdir(parents=True, exist_ok=True)
-    target = out / "compression_state_dict.bin"
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        save_audiocraft_export(codec, tmp)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
+    return write_atomic(lambda tmp: save_audiocraft_export(codec, tmp), out / "compression_state_dict.bin")
 
 
 # ----------------------------------------------------------------------------------- command line
@@ -415,17 +459,18 @@ def cmd_train_codec(args: argparse.Namespace) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         if metrics:
             print("final validation: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-        print(f"codec: {Path(cfg.run_dir) / EXPORT_DIR / 'compression_state_dict.bin'}")
+        print(f"codec: {Path(cfg.run_dir) / EXPORT_DIR}")
 
 
 def add_subcommands(subparsers) -> None:
     """Register ``train-codec`` on the top-level ``magnet`` subparsers."""
     p = subparsers.add_parser(
         "train-codec", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="train or fine-tune the EnCodec audio codec on your audio",
+        help="train or fine-tune an audio codec (EnCodec, or our spectral codec) on your audio",
         description="Train an EnCodec codec (SEANet + RVQ, multi-scale mel / L1 / commitment losses and an MS-STFT "
-                    "discriminator) as CONFIG says; configs/codec_tiny.yaml documents every option. The codec is "
-                    "exported to RUN_DIR/export/compression_state_dict.bin at the end. Several processes: torchrun "
+                    "discriminator), or with model.type=spectral our magnitude codec, as CONFIG says; "
+                    "configs/codec_tiny.yaml documents every option (configs/default/codec.yaml trains the default "
+                    "model's spectral codec). The codec is exported to RUN_DIR/export at the end. Several processes: torchrun "
                     "--nproc_per_node N -m magnet_audio.training.codec_train CONFIG. Example: magnet train-codec "
                     "configs/codec_tiny.yaml data.train=data/synth/train.jsonl losses.adversarial=false")
     p.add_argument("config", help="YAML codec training config")

@@ -5,14 +5,16 @@ OUT_DIR gets two formats of the same model:
 * audiocraft's export format, which ``MAGNeT.get_pretrained(OUT_DIR)`` and audiocraft's own
   ``MAGNeT.get_pretrained`` load: ``state_dict.bin`` = ``{'best_state': LM state dict, 'xp.cfg':
   YAML string, 'version', 'exported': True}`` and ``compression_state_dict.bin`` (the codec, via
-  :func:`~magnet_audio.codec.save_audiocraft_export`);
+  :func:`~magnet_audio.codec.save_audiocraft_export`; not for our spectral codec, which has no
+  audiocraft form: such a model is read from our format alone);
 * ours: ``model.safetensors`` (LM weights under ``lm.``, codec weights under ``codec.``) and
   ``config.json`` (``{"format": "magnet_audio", "lm": ..., "codec": ..., "training": ...}``), read
   back by ``MAGNeT.get_pretrained(OUT_DIR)`` too (the audiocraft files may then be deleted).
 
 The LM weights are the EMA weights when the run kept an EMA (as audiocraft exports them), else the
 raw weights. Every file is written to a temporary name and renamed. A codec training checkpoint
-(``magnet train-codec``) gives ``OUT_DIR/compression_state_dict.bin`` alone.
+(``magnet train-codec``) gives the codec alone: ``OUT_DIR/compression_state_dict.bin`` for EnCodec,
+``config.json`` + ``model.safetensors`` for the spectral codec.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..checkpoints import OUR_CONFIG as CONFIG_FILE, OUR_FORMAT as FORMAT, OUR_W
 from ..errors import CheckpointError, InputError
 from ..lm.magnet import MagnetLM, MagnetLMConfig
 from ..loaders import CODEC_FILENAME, LM_FILENAME
+from ..utils import write_atomic
 from .trainer import list_checkpoints, load_checkpoint
 
 
@@ -55,19 +58,6 @@ def checkpoint_weights(ckpt: dict, use_ema: bool = True) -> dict[str, torch.Tens
     return {k[len(prefix):]: v for k, v in ckpt["objective"].items() if k.startswith(prefix)}
 
 
-def _save_atomic(write, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # some writers create private files
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True,
            codec: str | None = None, half: bool = False, generation: dict | None = None) -> Path:
     """Write the model of a MAGNeT training checkpoint (or a run folder's last one) to ``out_dir``.
@@ -82,7 +72,7 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     from safetensors.torch import save_file
 
     from .. import __version__
-    from ..codec import load_compression_model, save_audiocraft_export
+    from ..codec import EncodecModel, load_compression_model, save_audiocraft_export
 
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
@@ -115,17 +105,20 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
              for k, v in lm.state_dict().items()}
     package = {"best_state": state, "xp.cfg": yaml.safe_dump(lm_cfg.to_xp_cfg(), sort_keys=False),
                "version": f"magnet_audio {__version__}", "exported": True}
-    _save_atomic(lambda tmp: torch.save(package, tmp), out / LM_FILENAME)
-    _save_atomic(lambda tmp: save_audiocraft_export(codec_model, tmp), out / CODEC_FILENAME)
+    write_atomic(lambda tmp: torch.save(package, tmp), out / LM_FILENAME)
+    if isinstance(codec_model, EncodecModel):  # our spectral codec has no audiocraft form
+        write_atomic(lambda tmp: save_audiocraft_export(codec_model, tmp), out / CODEC_FILENAME)
+    elif (out / CODEC_FILENAME).exists():  # an older export's EnCodec would be loaded first
+        (out / CODEC_FILENAME).unlink()
 
     tensors = {f"lm.{k}": v.clone() for k, v in state.items()}
     tensors.update({f"codec.{k}": v.detach().cpu().contiguous().clone() for k, v in codec_model.state_dict().items()})
-    _save_atomic(lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}), out / SAFETENSORS_FILE)
+    write_atomic(lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}), out / SAFETENSORS_FILE)
     if generation is not None and not isinstance(generation, dict):
         raise InputError(f"generation options must be a mapping, got {generation!r}")
     config = {"format": FORMAT, "version": __version__, "lm": lm_cfg.to_dict(), "codec": codec_model.config.to_dict(),
               "generation": generation or {},
               "training": {"checkpoint": str(path), "step": int(ckpt["step"]),
                            "ema": bool(use_ema and ckpt.get("ema") is not None)}}
-    _save_atomic(lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"), out / CONFIG_FILE)
+    write_atomic(lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"), out / CONFIG_FILE)
     return out
