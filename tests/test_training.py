@@ -395,7 +395,7 @@ def test_export_loads_with_the_public_api(trained_run, tmp_path):
         export(tmp_path, tmp_path / "x")
 
 
-def test_export_with_a_spectral_codec_ships_our_format_alone(trained_run, tmp_path):
+def test_export_with_a_spectral_codec_ships_our_format_alone(trained_run, tmp_path, capsys):
     """--codec with our spectral codec: no audiocraft codec file (there is no such format for it; a
     stale one from an earlier export is removed, else it would be loaded first), and the model loads
     and generates with that codec."""
@@ -410,7 +410,9 @@ def test_export_with_a_spectral_codec_ships_our_format_alone(trained_run, tmp_pa
     out = tmp_path / "exported"
     assert cli_main(["export", str(run_dir), str(out)]) == 0
     assert (out / "compression_state_dict.bin").exists()
+    capsys.readouterr()
     assert cli_main(["export", str(run_dir), str(out), "--codec", str(codec_dir)]) == 0
+    assert "its spectral codec has no audiocraft form" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"state_dict.bin", "model.safetensors", "config.json"}
     assert json.loads((out / "config.json").read_text())["codec"]["type"] == "spectral"
     model = MAGNeT.get_pretrained(str(out), device="cpu")

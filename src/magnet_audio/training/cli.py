@@ -55,11 +55,17 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise InputError(f"--generation must be a JSON object: {exc}") from exc
     out = export(args.checkpoint, args.out_dir, use_ema=not args.no_ema, codec=args.codec, half=args.half,
                  generation=generation)
-    if (out / "state_dict.bin").exists():
+    audiocraft_codec = (out / "compression_state_dict.bin").exists()
+    if (out / "state_dict.bin").exists() and audiocraft_codec:
         print(f"exported to {out}: state_dict.bin + compression_state_dict.bin (audiocraft), "
               "model.safetensors + config.json (magnet_audio)")
-    else:
+    elif (out / "state_dict.bin").exists():
+        print(f"exported to {out}: model.safetensors + config.json (magnet_audio; its spectral codec has no "
+              "audiocraft form), and the LM alone in state_dict.bin (audiocraft)")
+    elif audiocraft_codec:
         print(f"exported the codec to {out / 'compression_state_dict.bin'} (audiocraft's format)")
+    else:
+        print(f"exported the codec to {out}: config.json + model.safetensors (magnet_audio)")
 
 
 def cmd_bench_train(args: argparse.Namespace) -> None:

@@ -151,9 +151,7 @@ class CodecTrainConfig:
         """Whether the codec trained is a spectral one (from ``model.type``, or ``init_from``'s kind
         once :func:`build_codec` has loaded it)."""
         from ..codec import SpectralCodecConfig
-        if self.codec_config is not None:
-            return isinstance(self.codec_config, SpectralCodecConfig)
-        return False
+        return isinstance(self.codec_config, SpectralCodecConfig)
 
     def validate(self) -> None:
         d, o = self.data, self.optim
@@ -262,7 +260,7 @@ class SpectralTrainingObjective(CodecTrainingObjective):
     ``loss = recon``. With ``decoder_only``, the frozen encoder and quantizer give ``init_from``'s codes."""
 
     def __init__(self, codec: nn.Module, losses: CodecLossConfig, decoder_only: bool = False):
-        super().__init__(codec, nn.Module(), decoder_only)
+        super().__init__(codec, nn.Module(), decoder_only)  # no discriminator: the losses hold no weights
         self.loss_config = losses
 
     def forward(self, audio: torch.Tensor, generator: torch.Generator | None = None,
