@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the default model (magnet-audio/synth-music) from nothing: the offline dataset, the codec,
-# the MAGNeT LM, the export into the package and its evaluation. About 3 h on a 2-core CPU.
+# the MAGNeT LM, the export into the package and its evaluation. About 2.5 h on a 2-core CPU.
 #
 #   bash scripts/train_default.sh                 # everything, into data/synth-6h and runs/
 #   STEP=lm bash scripts/train_default.sh         # start at a later step: data | codec | lm | export | eval
