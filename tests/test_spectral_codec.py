@@ -143,6 +143,10 @@ def test_default_recipe_trains_a_spectral_codec_that_keeps_pitch(tmp_path):
 
     export = run / "export"
     assert {p.name for p in export.iterdir()} == {"config.json", "model.safetensors"}
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "compression_state_dict.bin").write_bytes(b"an older EnCodec export")
+    assert main(["export", str(run), str(tmp_path / "out")]) == 0  # a codec run: the codec alone, ours
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"config.json", "model.safetensors"}
     codec = load_compression_model(export, device="cpu")
     assert isinstance(codec, SpectralCodec) and codec.frame_rate == 50.0
     originals, decoded = [], []

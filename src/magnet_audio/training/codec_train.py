@@ -440,6 +440,9 @@ def export_codec(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_
         raise CheckpointError(f"{path}: its weights do not match its codec config: {exc}") from exc
     out = Path(out_dir).expanduser()
     if not isinstance(codec, EncodecModel):
+        stale = out / "compression_state_dict.bin"  # an earlier EnCodec export there would be loaded first
+        if stale.exists():
+            stale.unlink()
         return save_our_codec(codec, out) / "config.json"
     out.mkdir(parents=True, exist_ok=True)
     return write_atomic(lambda tmp: save_audiocraft_export(codec, tmp), out / "compression_state_dict.bin")
