@@ -118,6 +118,37 @@ class EncodecConfig:
         return cls(**values)
 
 
+def check_audio(wav, channels: int) -> None:
+    """Raise :class:`InputError` unless ``wav`` is non-empty floating-point audio [B, ``channels``, T]."""
+    if not torch.is_tensor(wav) or wav.dim() != 3:
+        shape = tuple(wav.shape) if torch.is_tensor(wav) else type(wav).__name__
+        raise InputError(f"encode expects audio of shape [B, C, T], got {shape}")
+    if wav.shape[1] != channels:
+        raise InputError(f"encode expects {channels} audio channel(s), got {wav.shape[1]} (shape [B, C, T])")
+    if wav.shape[0] == 0 or wav.shape[-1] == 0:
+        raise InputError(f"encode got empty audio of shape {tuple(wav.shape)}")
+    if not wav.is_floating_point():
+        raise InputError(f"encode expects floating-point audio, got {wav.dtype}")
+
+
+def check_codes(codes, num_codebooks: int, cardinality: int) -> None:
+    """Raise :class:`InputError` unless ``codes`` are non-empty integers [B, K, T] with
+    1 <= K <= ``num_codebooks`` and values in [0, ``cardinality``)."""
+    if not torch.is_tensor(codes) or codes.dim() != 3:
+        shape = tuple(codes.shape) if torch.is_tensor(codes) else type(codes).__name__
+        raise InputError(f"decode expects codes of shape [B, K, T], got {shape}")
+    if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
+        raise InputError(f"decode expects integer codes, got {codes.dtype}")
+    if not 1 <= codes.shape[1] <= num_codebooks:
+        raise InputError(f"decode expects 1 to {num_codebooks} codebooks, got {codes.shape[1]} "
+                         f"(codes shape [B, K, T] = {tuple(codes.shape)})")
+    if codes.numel() == 0:
+        raise InputError(f"decode got empty codes of shape {tuple(codes.shape)}")
+    low, high = int(codes.min()), int(codes.max())
+    if low < 0 or high >= cardinality:
+        raise InputError(f"codes must be in [0, {cardinality}), got values in [{low}, {high}]")
+
+
 class CodecOutput(NamedTuple):
     """What :meth:`EncodecModel.forward` returns."""
 
@@ -199,15 +230,7 @@ class EncodecModel(nn.Module):
         ``scale = RMS(mean over channels) + 1e-8`` before encoding, and :meth:`decode` needs it back.
         The input is moved to the model's device and dtype.
         """
-        if not torch.is_tensor(wav) or wav.dim() != 3:
-            shape = tuple(wav.shape) if torch.is_tensor(wav) else type(wav).__name__
-            raise InputError(f"encode expects audio of shape [B, C, T], got {shape}")
-        if wav.shape[1] != self.channels:
-            raise InputError(f"encode expects {self.channels} audio channel(s), got {wav.shape[1]} (shape [B, C, T])")
-        if wav.shape[0] == 0 or wav.shape[-1] == 0:
-            raise InputError(f"encode got empty audio of shape {tuple(wav.shape)}")
-        if not wav.is_floating_point():
-            raise InputError(f"encode expects floating-point audio, got {wav.dtype}")
+        check_audio(wav, self.channels)
         ref = self._reference_param()
         x = wav.to(device=ref.device, dtype=ref.dtype)
         scale = None
@@ -223,19 +246,7 @@ class EncodecModel(nn.Module):
 
         ``scale`` [B, 1] is the one :meth:`encode` returned for a renormalizing codec (else None).
         """
-        if not torch.is_tensor(codes) or codes.dim() != 3:
-            shape = tuple(codes.shape) if torch.is_tensor(codes) else type(codes).__name__
-            raise InputError(f"decode expects codes of shape [B, K, T], got {shape}")
-        if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
-            raise InputError(f"decode expects integer codes, got {codes.dtype}")
-        if not 1 <= codes.shape[1] <= self.num_codebooks:
-            raise InputError(f"decode expects 1 to {self.num_codebooks} codebooks, got {codes.shape[1]} "
-                             f"(codes shape [B, K, T] = {tuple(codes.shape)})")
-        if codes.numel() == 0:
-            raise InputError(f"decode got empty codes of shape {tuple(codes.shape)}")
-        low, high = int(codes.min()), int(codes.max())
-        if low < 0 or high >= self.cardinality:
-            raise InputError(f"codes must be in [0, {self.cardinality}), got values in [{low}, {high}]")
+        check_codes(codes, self.num_codebooks, self.cardinality)
         if scale is not None and not self.config.renormalize:
             raise InputError("this codec does not renormalize: decode takes scale=None")
         ref = self._reference_param()

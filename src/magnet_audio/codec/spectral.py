@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .model import check_audio, check_codes
 from .quantizer import ResidualVectorQuantizer
 
 CODEC_TYPE = "spectral"
@@ -200,22 +201,11 @@ class SpectralCodec(nn.Module):
         quantized, codes, commit_loss = self.quantizer(self.encoder(target), n_q=n_q)
         return SpectralOutput(self.decoder(quantized), target, codes, commit_loss)
 
-    def _check_audio(self, wav) -> None:
-        if not torch.is_tensor(wav) or wav.dim() != 3:
-            shape = tuple(wav.shape) if torch.is_tensor(wav) else type(wav).__name__
-            raise InputError(f"encode expects audio of shape [B, C, T], got {shape}")
-        if wav.shape[1] != 1:
-            raise InputError(f"encode expects 1 audio channel, got {wav.shape[1]} (shape [B, C, T])")
-        if wav.shape[0] == 0 or wav.shape[-1] == 0:
-            raise InputError(f"encode got empty audio of shape {tuple(wav.shape)}")
-        if not wav.is_floating_point():
-            raise InputError(f"encode expects floating-point audio, got {wav.dtype}")
-
     @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio [B, 1, T] -> (codes [B, K, ceil(T / hop)] int64, scale [B, 1]): the input is divided
         by ``scale`` (its RMS + 1e-8) before encoding, and :meth:`decode` multiplies it back."""
-        self._check_audio(wav)
+        check_audio(wav, 1)
         ref = self.quantizer.codebooks[0].embed
         normalized, scale = self._normalize(wav.to(device=ref.device, dtype=ref.dtype))
         latent = self.encoder(self.log_magnitude(normalized).to(ref.dtype))
@@ -225,19 +215,7 @@ class SpectralCodec(nn.Module):
     def decode(self, codes: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """Codes [B, K, T'] (K <= num_codebooks) -> audio [B, 1, T' * hop]; ``scale`` [B, 1] from
         :meth:`encode` (None: unit RMS)."""
-        if not torch.is_tensor(codes) or codes.dim() != 3:
-            shape = tuple(codes.shape) if torch.is_tensor(codes) else type(codes).__name__
-            raise InputError(f"decode expects codes of shape [B, K, T], got {shape}")
-        if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
-            raise InputError(f"decode expects integer codes, got {codes.dtype}")
-        if not 1 <= codes.shape[1] <= self.num_codebooks:
-            raise InputError(f"decode expects 1 to {self.num_codebooks} codebooks, got {codes.shape[1]} "
-                             f"(codes shape [B, K, T] = {tuple(codes.shape)})")
-        if codes.numel() == 0:
-            raise InputError(f"decode got empty codes of shape {tuple(codes.shape)}")
-        low, high = int(codes.min()), int(codes.max())
-        if low < 0 or high >= self.cardinality:
-            raise InputError(f"codes must be in [0, {self.cardinality}), got values in [{low}, {high}]")
+        check_codes(codes, self.num_codebooks, self.cardinality)
         ref = self.quantizer.codebooks[0].embed
         log_mag = self.decoder(self.quantizer.decode(codes.to(ref.device)))
         magnitude = (log_mag.float().exp() - MAGNITUDE_FLOOR).clamp_min(0)
