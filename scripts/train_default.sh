@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the default model (magnet-audio/synth-music) from nothing: the offline dataset, the codec,
-# the MAGNeT LM, the export into the package and its evaluation. About 2.5 h on a 2-core CPU.
+# the MAGNeT LM, the export into the package and its evaluation. About 3.5 h on a 2-core CPU.
 #
 #   bash scripts/train_default.sh                 # everything, into data/synth-6h and runs/
 #   STEP=lm bash scripts/train_default.sh         # start at a later step: data | codec | lm | export | eval
@@ -29,10 +29,17 @@ if at codec; then
   "$MAGNET" train-codec configs/default/codec.yaml data.train="$DATA/train.jsonl" \
     run_dir="$RUNS/default-codec" "${resume[@]}"
 fi
-if at lm; then
-  resume=(); [ -d "$RUNS/default-magnet/checkpoints" ] && resume=(--resume)
+lm_phase() {  # train (or resume) the LM run with these overrides
+  local resume=(); [ -d "$RUNS/default-magnet/checkpoints" ] && resume=(--resume)
   "$MAGNET" train configs/default/magnet.yaml data.train="$DATA/train.jsonl" \
-    model.codec="$RUNS/default-codec/export" run_dir="$RUNS/default-magnet" "${resume[@]}"
+    model.codec="$RUNS/default-codec/export" run_dir="$RUNS/default-magnet" "$@" "${resume[@]}"
+}
+if at lm; then
+  # Two phases, the second resuming the first (each is a no-op once its steps are done): 2,500 updates
+  # on the config's cosine with every codebook trained equally often, then a warm restart of the cosine
+  # stretched to 5,800 updates that trains the first codebook, which carries what is heard, 5x as often.
+  lm_phase optim.steps=2500
+  lm_phase optim.steps=5800 "model.stage_weights=[5, 1, 1, 1]"
 fi
 if at export; then
   "$MAGNET" export "$RUNS/default-magnet" "$OUT" --half --generation '{"temperature": 1.0, "max_cfg_coef": 3.0}'

@@ -158,6 +158,11 @@ def test_config_overrides_types_and_errors(tmp_path):
         load_config(None, [])
     with pytest.raises(InputError, match="optim.schedule"):
         load_config(path, ["optim.schedule=linear"])
+    assert load_config(path, ["model.stage_weights=[4, 1, 1, 1]"]).model.stage_weights == [4, 1, 1, 1]
+    with pytest.raises(InputError, match="model.stage_weights"):
+        load_config(path, ["model.stage_weights=[1, -1, 1, 1]"])
+    with pytest.raises(InputError, match="model.stage_weights"):
+        load_config(path, ["model.stage_weights=[0, 0, 0, 0]"])
 
 
 # ----------------------------------------------------------------------------------- data
@@ -442,6 +447,14 @@ def test_existing_run_needs_resume(trained_run):
     run_dir, _, _ = trained_run
     cfg = from_dict(TrainConfig, _config(run_dir, str(run_dir / "tokens" / "train"), None))
     with pytest.raises(InputError, match="--resume"):
+        train(cfg)
+
+
+def test_stage_weights_must_match_the_codebooks(trained_run, tmp_path):
+    run_dir, _, _ = trained_run
+    cfg = from_dict(TrainConfig, _config(tmp_path / "run", str(run_dir / "tokens" / "train"), None,
+                                         model={"stage_weights": [3, 1]}))
+    with pytest.raises(InputError, match="stage_weights has 2 values; the codec has 4 codebooks"):
         train(cfg)
 
 

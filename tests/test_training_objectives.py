@@ -10,6 +10,7 @@ from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.lm import MagnetLM, MagnetLMConfig
 from magnet_audio.training.objectives import (
     MagnetObjective,
+    draw_stage,
     cfg_dropout,
     cosine_mask_rate,
     masked_cross_entropy,
@@ -173,6 +174,28 @@ def test_objective_eval_measures_every_stage_and_training_draws_one():
     objective.train()
     _, metrics = objective(codes, ["a", "b"], rng=random.Random(0))
     assert [k for k in metrics if k.startswith("ce_stage")] == [f"ce_stage{random.Random(0).randrange(4)}"]
+
+
+def test_draw_stage_uniform_or_weighted():
+    assert draw_stage(4, None, random.Random(3)) == random.Random(3).randrange(4)  # unchanged uniform draws
+    rng = random.Random(0)
+    counts = [0] * 4
+    for _ in range(4000):
+        counts[draw_stage(4, [6, 2, 2, 0], rng)] += 1
+    assert counts[3] == 0 and abs(counts[0] / 4000 - 0.6) < 0.03 and abs(counts[1] / 4000 - 0.2) < 0.03
+    for bad in ([1, 1, 1], [1, -1, 1, 1], [0, 0, 0, 0]):
+        with pytest.raises(ValueError, match="stage weights"):
+            draw_stage(4, bad)
+
+
+def test_objective_trains_the_stages_its_weights_pick():
+    objective = MagnetObjective(_lm(), cfg_dropout=0.0, stage_weights=[0, 0, 1, 0]).train()
+    codes = torch.randint(0, 16, (2, 4, 30))
+    for seed in range(5):
+        _, metrics = objective(codes, ["a", "b"], rng=random.Random(seed))
+        assert [k for k in metrics if k.startswith("ce_stage")] == ["ce_stage2"]
+    with pytest.raises(ValueError, match="stage weights"):
+        MagnetObjective(_lm(), cfg_dropout=0.0, stage_weights=[1, 1])  # the LM has 4 codebooks
 
 
 def test_word_dropout_only_in_training_mode():

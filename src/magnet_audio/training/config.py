@@ -44,6 +44,8 @@ class ModelConfig:
     hybrid: train one network for both Hybrid-MAGNeT roles: MAGNeT's masked objective with a visible
         prefix of 0 to ``hybrid_max_prefix`` of the segment, plus ``hybrid_ar_weight`` times the
         autoregressive cross-entropy of the same network run causally over MusicGen's delay pattern.
+    stage_weights: how often each codebook is the trained stage, relative weights, one per codebook
+        (None: uniform, as audiocraft).
     """
 
     codec: str | None = None
@@ -55,6 +57,7 @@ class ModelConfig:
     subcodes_context: int = 5
     span_len: int = 3
     cfg_dropout: float = 0.3
+    stage_weights: list[float] | None = None
     hybrid: bool = False
     hybrid_ar_weight: float = 1.0
     hybrid_max_prefix: float = 0.5
@@ -156,6 +159,9 @@ class TrainConfig:
             (all(0 <= p <= 1 for p in (self.data.merge_text_p, self.data.drop_desc_p, self.data.drop_other_p)),
              "data.merge_text_p, drop_desc_p and drop_other_p must be in [0, 1]"),
             (0 <= self.model.cfg_dropout <= 1, "model.cfg_dropout must be in [0, 1]"),
+            (self.model.stage_weights is None
+             or (all(w >= 0 for w in self.model.stage_weights) and sum(self.model.stage_weights) > 0),
+             "model.stage_weights must be >= 0 with a positive sum (or null: uniform)"),
             (0 <= self.model.conditioner.word_dropout <= 1, "model.conditioner.word_dropout must be in [0, 1]"),
             (self.model.dim > 0 and self.model.num_heads > 0 and self.model.dim % self.model.num_heads == 0,
              "model.dim must be a positive multiple of model.num_heads"),

@@ -1,6 +1,6 @@
 """MAGNeT's training objective (audiocraft ``MagnetSolver``), as pure functions plus one module.
 
-Per batch: one codebook ``stage`` (uniform over the K codebooks); per sample a mask rate
+Per batch: one codebook ``stage`` (uniform over the K codebooks, or drawn with ``stage_weights``); per sample a mask rate
 ``p = cos(pi t / 2)`` with ``t ~ U(0, 1)``; a span mask of codebook ``stage`` whose expected
 coverage is ``p`` (span length L = 3, the number of span starts read from a lookup table);
 codebooks below the stage stay visible, those above are all mask tokens; cross-entropy on the
@@ -149,6 +149,17 @@ def ar_cross_entropy(ar_lm: MusicGenLM, codes: torch.Tensor, memory: torch.Tenso
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), codes.reshape(-1))
 
 
+def draw_stage(num_codebooks: int, weights: list[float] | None = None, rng: random.Random | None = None) -> int:
+    """The codebook trained by one batch: uniform over ``num_codebooks`` (``weights`` None, one
+    ``randrange`` draw), else in proportion to ``weights`` (one per codebook; one ``random`` draw)."""
+    rng = rng or random
+    if weights is None:
+        return rng.randrange(num_codebooks)
+    if len(weights) != num_codebooks or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"stage weights {weights} must be {num_codebooks} values >= 0 with a positive sum")
+    return rng.choices(range(num_codebooks), weights=weights)[0]
+
+
 def cfg_dropout(texts: list[str | None], p: float, rng: random.Random | None = None) -> list[str | None]:
     """Classifier-free guidance dropout: with probability ``p`` (one draw for the whole batch) every
     text becomes None (the null condition); otherwise the texts are returned unchanged."""
@@ -163,16 +174,21 @@ class MagnetObjective(nn.Module):
     distributed), keeps an EMA of :attr:`model` and exports :attr:`model`. In ``.training`` mode
     the CFG dropout applies and the text conditioner drops words; in eval mode neither does.
     When ``lm.cfg.hybrid`` is set it trains the joint Hybrid-MAGNeT objective (module docstring)
-    with ``ar_weight`` and ``max_prefix``.
+    with ``ar_weight`` and ``max_prefix``. ``stage_weights`` (one per codebook, None: uniform) sets
+    how often each codebook is the trained stage.
     """
 
     model_key = "lm"  # the attribute holding the exported model (checkpoints store objective keys)
     progress_metric = "ce"  # shown on the progress bar
 
-    def __init__(self, lm: MagnetLM, cfg_dropout: float, ar_weight: float = 1.0, max_prefix: float = 0.5):
+    def __init__(self, lm: MagnetLM, cfg_dropout: float, ar_weight: float = 1.0, max_prefix: float = 0.5,
+                 stage_weights: list[float] | None = None):
         super().__init__()
+        if stage_weights is not None:
+            draw_stage(lm.cfg.n_q, stage_weights)  # checks them now rather than at the first batch
         self.lm = lm
         self.cfg_dropout = cfg_dropout
+        self.stage_weights = stage_weights
         self.ar_weight, self.max_prefix = ar_weight, max_prefix
 
     @property
@@ -184,8 +200,8 @@ class MagnetObjective(nn.Module):
                 rng: random.Random | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """codes [B, K, T] (ground truth) and B texts -> (mean CE on the masked stage tokens, metrics).
 
-        In training mode ``stage`` defaults to a uniform draw from ``rng`` (Python's ``random`` if
-        None). In eval mode with no ``stage``, every stage is measured (each with its own masks) and
+        In training mode ``stage`` defaults to a draw from ``rng`` (Python's ``random`` if None),
+        uniform or by ``stage_weights``. In eval mode with no ``stage``, every stage is measured (each with its own masks) and
         the loss is the CE over all their masked tokens — a validation loss that covers every
         codebook. Mask rates and spans come from ``generator`` (torch's global RNG if None).
         Metrics (detached, 0-d): ``ce``, ``ce_stage{k}`` per measured stage, ``mask_rate`` (masked
@@ -196,7 +212,7 @@ class MagnetObjective(nn.Module):
         if self.training:
             texts = cfg_dropout(texts, self.cfg_dropout, rng)
         if stage is None and self.training:
-            stage = (rng or random).randrange(K)
+            stage = draw_stage(K, self.stage_weights, rng)
         stages = range(K) if stage is None else [stage]
         memory = self.lm.encode_text(texts)
         total, count, masked, metrics = 0.0, 0, 0, {}

@@ -816,8 +816,11 @@ def _train(cfg: TrainConfig, resume: bool | str, info: DistInfo) -> dict[str, fl
     if valid_crops is None:
         logger.warning("no validation data (data.valid is unset and data.valid_fraction gives no item)")
     sampler = EpochSampler(len(train_crops), cfg.data.batch_size, cfg.seed, info.rank, info.world_size)
+    if cfg.model.stage_weights is not None and len(cfg.model.stage_weights) != lm.cfg.n_q:
+        raise InputError(f"model.stage_weights has {len(cfg.model.stage_weights)} values; the codec has "
+                         f"{lm.cfg.n_q} codebooks (one weight each)")
     objective = MagnetObjective(lm, cfg.model.cfg_dropout, ar_weight=cfg.model.hybrid_ar_weight,
-                                max_prefix=cfg.model.hybrid_max_prefix)
+                                max_prefix=cfg.model.hybrid_max_prefix, stage_weights=cfg.model.stage_weights)
     write_samples = None
     if cfg.samples.every and info.is_main:
         prompts = list(cfg.samples.prompts)[:cfg.samples.num]
