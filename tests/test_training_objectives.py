@@ -194,6 +194,9 @@ def test_objective_trains_the_stages_its_weights_pick():
     for seed in range(5):
         _, metrics = objective(codes, ["a", "b"], rng=random.Random(seed))
         assert [k for k in metrics if k.startswith("ce_stage")] == ["ce_stage2"]
+    state = random.getstate()
+    MagnetObjective(_lm(), cfg_dropout=0.0, stage_weights=[1, 1, 1, 1])
+    assert random.getstate() == state  # checking the weights draws nothing
     with pytest.raises(ValueError, match="stage weights"):
         MagnetObjective(_lm(), cfg_dropout=0.0, stage_weights=[1, 1])  # the LM has 4 codebooks
 

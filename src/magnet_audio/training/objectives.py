@@ -1,7 +1,7 @@
 """MAGNeT's training objective (audiocraft ``MagnetSolver``), as pure functions plus one module.
 
-Per batch: one codebook ``stage`` (uniform over the K codebooks, or drawn with ``stage_weights``); per sample a mask rate
-``p = cos(pi t / 2)`` with ``t ~ U(0, 1)``; a span mask of codebook ``stage`` whose expected
+Per batch: one codebook ``stage`` (uniform over the K codebooks, or drawn with ``stage_weights``);
+per sample a mask rate ``p = cos(pi t / 2)`` with ``t ~ U(0, 1)``; a span mask of codebook ``stage`` whose expected
 coverage is ``p`` (span length L = 3, the number of span starts read from a lookup table);
 codebooks below the stage stay visible, those above are all mask tokens; cross-entropy on the
 masked positions of the stage codebook only. Classifier-free-guidance dropout nullifies the whole
@@ -155,9 +155,14 @@ def draw_stage(num_codebooks: int, weights: list[float] | None = None, rng: rand
     rng = rng or random
     if weights is None:
         return rng.randrange(num_codebooks)
+    check_stage_weights(num_codebooks, weights)
+    return rng.choices(range(num_codebooks), weights=weights)[0]
+
+
+def check_stage_weights(num_codebooks: int, weights: list[float]) -> None:
+    """ValueError unless ``weights`` are ``num_codebooks`` values >= 0 with a positive sum."""
     if len(weights) != num_codebooks or min(weights) < 0 or sum(weights) <= 0:
         raise ValueError(f"stage weights {weights} must be {num_codebooks} values >= 0 with a positive sum")
-    return rng.choices(range(num_codebooks), weights=weights)[0]
 
 
 def cfg_dropout(texts: list[str | None], p: float, rng: random.Random | None = None) -> list[str | None]:
@@ -185,7 +190,7 @@ class MagnetObjective(nn.Module):
                  stage_weights: list[float] | None = None):
         super().__init__()
         if stage_weights is not None:
-            draw_stage(lm.cfg.n_q, stage_weights)  # checks them now rather than at the first batch
+            check_stage_weights(lm.cfg.n_q, stage_weights)  # now rather than at the first batch
         self.lm = lm
         self.cfg_dropout = cfg_dropout
         self.stage_weights = stage_weights
