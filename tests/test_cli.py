@@ -3,9 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 import soundfile as sf
 
-from magnet_audio.cli import main, slugify
+from magnet_audio.cli import build_parser, main, sampling_overrides, slugify
 
 
 def test_generate_writes_a_playable_wav(tmp_path, fixture_dir, capsys):
@@ -49,3 +50,17 @@ def test_help_documents_generate():
 def test_slugify():
     assert slugify("Upbeat Funk, 120 BPM!") == "upbeat_funk_120_bpm"
     assert slugify("???") == "audio"
+
+
+def test_generate_and_eval_share_the_decoding_flags():
+    parser = build_parser()
+    flags = ["--steps", "2,1,1,1", "--cfg", "5", "--temperature", "0.7", "--top-p", "0.8"]
+    expected = {"decoding_steps": [2, 1, 1, 1], "max_cfg_coef": 5.0, "min_cfg_coef": 1.0, "temperature": 0.7,
+                "top_p": 0.8}
+    assert sampling_overrides(parser.parse_args(["generate", "x", *flags])) == expected
+    assert sampling_overrides(parser.parse_args(["eval", "--prompts", "p.txt", *flags])) == expected
+    # flags left out stay out, so the model's recommended options apply
+    assert sampling_overrides(parser.parse_args(["eval", "--prompts", "p.txt", "--cfg", "4,2"])) == {
+        "max_cfg_coef": 4.0, "min_cfg_coef": 2.0}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "--prompts", "p.txt", "--steps", ","])

@@ -270,9 +270,11 @@ def test_generate_items_exact_and_fast(tmp_path, fixture_dir, fast):
     (tmp_path / "p.txt").write_text("first prompt\nsecond prompt\n")
     items = runner.load_prompts(tmp_path / "p.txt")
     info = runner.generate_items(items, str(fixture_dir), tmp_path / "gen", t5_path=str(fixture_dir / "t5"),
-                                 steps=[2, 1, 1, 1], batch_size=2, progress=False, fast=fast)
+                                 params={"decoding_steps": [2, 1, 1, 1], "temperature": 0.7, "max_cfg_coef": 5.0},
+                                 batch_size=2, progress=False, fast=fast)
     assert [it.generated.name for it in items] == ["00000_first_prompt.wav", "00001_second_prompt.wav"]
     assert info["params"]["decoding_steps"] == [2, 1, 1, 1]
+    assert info["params"]["temperature"] == 0.7 and info["params"]["max_cfg_coef"] == 5.0
     # --fast: the CPU fast preset (int8, approximate K/V cache, CFG skip); otherwise exact decoding
     assert info["params"]["int8"] is fast and (info["params"]["kv_cache_refresh"] > 1) is fast
     assert (info["params"]["cfg_skip_threshold"] > 0) is fast

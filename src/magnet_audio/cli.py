@@ -14,14 +14,19 @@ from .names import default_model_name
 SELF_AR = "self"  # --hybrid-ar value: the MAGNeT model's own autoregressive view
 
 
-def _int_list(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
+    """argparse type: comma-separated integers (at least one), e.g. ``20,10,10,10``."""
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
 
 
-def _cfg_pair(text: str) -> tuple[float, float]:
+def cfg_pair(text: str) -> tuple[float, float]:
+    """argparse type: ``MAX[,MIN]`` classifier-free guidance coefficients (MIN defaults to 1)."""
     try:
         values = [float(x) for x in text.split(",")]
     except ValueError:
@@ -29,6 +34,28 @@ def _cfg_pair(text: str) -> tuple[float, float]:
     if len(values) not in (1, 2):
         raise argparse.ArgumentTypeError(f"expected MAX[,MIN] CFG coefficients, got {text!r}")
     return (values[0], values[-1] if len(values) == 2 else 1.0)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """The decoding flags shared by ``magnet generate`` and ``magnet eval``: --steps, --cfg, --temperature,
+    --top-p, --top-k. Each defaults to the model's recommendation (read back by :func:`sampling_overrides`)."""
+    parser.add_argument("--steps", type=int_list, default=None, help="decoding steps per codebook, e.g. 20,10,10,10")
+    parser.add_argument("--cfg", type=cfg_pair, default=None,
+                        help="max,min classifier-free guidance (default: the model's recommendation, else 10,1)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="initial sampling temperature, annealed (default: the model's recommendation, else 3.0)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="nucleus sampling mass, 0 disables (default: the model's recommendation, else 0.9)")
+    parser.add_argument("--top-k", type=int, default=None, help="top-k sampling, used when top-p is 0 (default: 0)")
+
+
+def sampling_overrides(args: argparse.Namespace) -> dict:
+    """The decoding options given with :func:`add_sampling_arguments`' flags, as ``set_generation_params``
+    keywords; flags left out are absent, so the model's recommendation applies."""
+    given = {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
+             "max_cfg_coef": args.cfg[0] if args.cfg else None, "min_cfg_coef": args.cfg[1] if args.cfg else None,
+             "decoding_steps": args.steps}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def slugify(text: str, max_len: int = 40) -> str:
@@ -80,10 +107,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     # --hybrid-ar self: the model's own autoregressive view (a model trained with model.hybrid: true)
     hybrid_ar = load_ar(args.hybrid_ar) if args.hybrid_ar and args.hybrid_ar != SELF_AR else None
     sampling = dict(model.recommended_generation_params)  # the model's own defaults, then the flags given
-    given = {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
-             "max_cfg_coef": args.cfg[0] if args.cfg else None, "min_cfg_coef": args.cfg[1] if args.cfg else None,
-             "decoding_steps": args.steps}
-    sampling.update({k: v for k, v in given.items() if v is not None})
+    sampling.update(sampling_overrides(args))
     sampling.setdefault("decoding_steps", [20, 10, 10, 10][:model.lm.num_codebooks])
     model.set_generation_params(
         use_sampling=not args.greedy, **sampling,
@@ -130,14 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--strategy", default="loudness", choices=["loudness", "peak", "rms", "clip", "none"],
                      help="normalisation of the written audio")
     gen.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
-    gen.add_argument("--steps", type=_int_list, default=None, help="decoding steps per codebook, e.g. 20,10,10,10")
-    gen.add_argument("--cfg", type=_cfg_pair, default=None,
-                     help="max,min classifier-free guidance (default: the model's recommendation, else 10,1)")
-    gen.add_argument("--temperature", type=float, default=None,
-                     help="initial sampling temperature, annealed (default: the model's recommendation, else 3.0)")
-    gen.add_argument("--top-p", type=float, default=None,
-                     help="nucleus sampling mass, 0 disables (default: the model's recommendation, else 0.9)")
-    gen.add_argument("--top-k", type=int, default=None, help="top-k sampling, used when top-p is 0 (default: 0)")
+    add_sampling_arguments(gen)
     gen.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     gen.add_argument("--span-arrangement", default="nonoverlap", choices=["nonoverlap", "stride1"],
                      help="re-mask aligned 3-frame chunks, or the least probable overlapping spans")

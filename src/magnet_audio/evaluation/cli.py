@@ -10,22 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli import add_sampling_arguments, int_list, sampling_overrides
 from ..errors import InputError
 from ..names import default_model_name
 
 
 def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -51,8 +42,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         notes.append("generated: none (the codec metric reconstructs the reference clips only)")
     else:
         generation = runner.generate_items(items, args.model, out / "generated", device=args.device,
-                                           t5_path=args.t5_path, steps=args.steps, batch_size=args.batch,
-                                           seed=args.seed, progress=not args.quiet, fast=args.fast)
+                                           t5_path=args.t5_path, params=sampling_overrides(args),
+                                           batch_size=args.batch, seed=args.seed, progress=not args.quiet, fast=args.fast)
         notes.append(f"generated: {len(items)} clips with {args.model} into {out / 'generated'}")
     reference_set = runner.list_audio(args.reference) if args.reference else None
     options = {"checkpoint": args.vggish_checkpoint, "pretrained_length": args.passt_length,
@@ -133,7 +124,7 @@ def add_subcommands(subparsers) -> None:
                    help="PaSST variant (seconds); audiocraft uses 20 for music")
     p.add_argument("--out", "-o", default="eval", help="output directory (results.json, results.csv, generated/)")
     p.add_argument("--t5-path", default=None, help="local T5 directory for generation (offline use)")
-    p.add_argument("--steps", type=_int_list, default=None, help="decoding steps per codebook, e.g. 20,10,10,10")
+    add_sampling_arguments(p)
     p.add_argument("--fast", action="store_true", help="generate with the fast-mode preset (approximate; "
                    "see docs/fast-inference.md) to measure its quality cost")
     p.add_argument("--batch", type=int, default=4, help="prompts generated together")
@@ -159,10 +150,10 @@ def add_bench_generate(bench_subparsers) -> None:
     p.add_argument("--random-size", default=None, choices=["tiny", "small", "medium"],
                    help="bench a random-weight MAGNeT of this size instead of a checkpoint (LUT text conditioner, "
                         "random 32 kHz EnCodec); latency does not depend on the weights")
-    p.add_argument("--batch", type=_int_list, default=[1, 2, 4, 8, 16], help="batch sizes, comma-separated")
+    p.add_argument("--batch", type=int_list, default=[1, 2, 4, 8, 16], help="batch sizes, comma-separated")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds per clip (default: the checkpoint's segment length; 10 for --random-size)")
-    p.add_argument("--steps", type=_int_list, action="append", default=None,
+    p.add_argument("--steps", type=int_list, action="append", default=None,
                    help="decoding steps per codebook; repeat to compare schedules (default 20,10,10,10)")
     p.add_argument("--ar-model", default=None, help="MusicGen (hub id or directory) to compare with")
     p.add_argument("--ar-random-size", default=None, choices=["tiny", "small", "medium"],

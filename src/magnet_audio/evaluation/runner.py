@@ -197,10 +197,11 @@ def attach_generated(items: list[EvalItem], generated_dir: str | Path) -> str:
 
 
 def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, *, device: str | None = None,
-                   t5_path: str | None = None, steps: Sequence[int] | None = None, batch_size: int = 4,
+                   t5_path: str | None = None, params: dict | None = None, batch_size: int = 4,
                    seed: int | None = 0, progress: bool = True, fast: bool = False) -> dict:
     """Generate one clip per prompt with MAGNeT into ``out_dir`` (+ ``generated.jsonl``), with the model's
-    recommended decoding options, ``steps`` if given, and the fast-mode preset if ``fast``.
+    recommended decoding options updated by ``params`` (``set_generation_params`` keywords such as
+    ``decoding_steps``, ``temperature``, ``max_cfg_coef``), and the fast-mode preset if ``fast``.
 
     Clips are written with audiocraft's evaluation normalisation (loudness, 14 dB headroom, no
     compressor). Returns a description of the generation (model, params, seconds)."""
@@ -212,9 +213,8 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = MAGNeT.get_pretrained(model_name, device=device, t5_path=t5_path)
-    if steps is not None or fast:
-        model.set_generation_params(**{**model.recommended_generation_params, "fast": fast,
-                                       **({} if steps is None else {"decoding_steps": list(steps)})})
+    if params or fast:
+        model.set_generation_params(**{**model.recommended_generation_params, **(params or {}), "fast": fast})
     if seed is not None:
         torch.manual_seed(seed)
     start = time.perf_counter()
