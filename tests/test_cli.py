@@ -64,3 +64,12 @@ def test_generate_and_eval_share_the_decoding_flags():
         "max_cfg_coef": 4.0, "min_cfg_coef": 2.0}
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "--prompts", "p.txt", "--steps", ","])
+
+
+def test_eval_rejects_bad_decoding_options_before_writing(tmp_path, fixture_dir, capsys):
+    (tmp_path / "p.txt").write_text("a prompt\n")
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(fixture_dir), "--t5-path", str(fixture_dir / "t5"), "--prompts",
+                 str(tmp_path / "p.txt"), "--metrics", "clap", "--top-p", "1.5", "--out", str(out), "-q"]) == 2
+    assert "top_p" in capsys.readouterr().err
+    assert not out.exists()
