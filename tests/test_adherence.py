@@ -125,6 +125,22 @@ def test_percussive_share_separates_clicks_from_tones():
     assert A.percussive_share(_clicks(120, seconds=8.0)) > 0.5 > A.percussive_share(sustained)
 
 
+def test_pulse_clarity_separates_a_beat_from_noise():
+    pytest.importorskip("librosa")
+    noise = (0.1 * np.random.default_rng(1).normal(size=8 * SR)).astype(np.float32)
+    for bpm in (70, 120, 170):
+        assert A.pulse_clarity_of(_clicks(bpm)) > 0.7, bpm
+    assert A.pulse_clarity_of(noise) < 0.3
+    assert A.pulse_clarity_of(np.zeros(4 * SR, dtype=np.float32)) == 0.0
+    # the same clicks at random times (no period) have no clear pulse
+    rng, beat = np.random.default_rng(2), _clicks(60, seconds=0.5)
+    scattered = np.zeros(8 * SR, dtype=np.float32)
+    for start in rng.uniform(0, 7.5, size=16):
+        i = int(start * SR)
+        scattered[i:i + len(beat)] += beat
+    assert A.pulse_clarity_of(scattered) < 0.5
+
+
 def test_basic_pitch_notes_scale_and_register(tmp_path):
     pytest.importorskip("basic_pitch")
     transcriber = A.NoteTranscriber()
@@ -149,11 +165,12 @@ def test_basic_pitch_notes_scale_and_register(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-def _analysis(tempo: float, key: A.Key, low: float, perc: float, notes: A.Key | None = None) -> A.ClipAnalysis:
+def _analysis(tempo: float, key: A.Key, low: float, perc: float, notes: A.Key | None = None,
+              pulse: float = 0.5) -> A.ClipAnalysis:
     """An analysis with transcribed notes spread evenly over the scale of ``notes`` (default: ``key``)."""
     pcs = [1.0 if pc in (notes or key).scale else 0.0 for pc in range(12)]
     return A.ClipAnalysis(tempo=tempo, key=key, key_r=0.9, pitch_class_weight=pcs, low_note_share=low,
-                          percussive_share=perc, n_notes=7)
+                          percussive_share=perc, n_notes=7, pulse_clarity=pulse)
 
 
 ROWS = [{"bpm": 80, "key": "C major", "instruments": ["piano", "electric bass", "drums"]},
@@ -172,12 +189,18 @@ def test_score_measures_by_hand():
     pairs = [(_matching(r), A.PromptTarget.from_row(r)) for r in ROWS]
     scores = A.score_measures(pairs)
     # D dorian is estimated (by design of the mapping) as D minor, whose key signature differs
-    assert {m: scores[m]["value"] for m in A.MEASURES} == {**{m: 1.0 for m in A.MEASURES}, "key_signature": 0.75}
+    assert {m: scores[m]["value"] for m in A.MEASURES} == {**{m: 1.0 for m in A.MEASURES}, "key_signature": 0.75,
+                                                          "pulse_clarity": 0.5}
     assert scores["tempo_acc"]["n"] == 4 and scores["bass_auc"]["n_named"] == 2
-    # halve every tempo: exact accuracy 0, octave accuracy 1
-    halved = [(_analysis(a.tempo / 2, a.key, 0.1, 0.1), t) for a, t in pairs]
+    # halve every tempo: exact accuracy 0, octave accuracy 1, the order of the tempi kept
+    halved = [(_analysis(a.tempo / 2, a.key, 0.1, 0.1, pulse=0.2), t) for a, t in pairs]
     scores = A.score_measures(halved)
     assert scores["tempo_acc"]["value"] == 0.0 and scores["tempo_acc_octave"]["value"] == 1.0
+    assert scores["tempo_rank_corr"]["value"] == pytest.approx(1.0) and scores["pulse_clarity"]["value"] == 0.2
+    # the fastest prompts get the slowest clips
+    clips, targets = [a for a, _ in pairs], [t for _, t in pairs]
+    reversed_tempi = [(_analysis(a.tempo, a.key, 0.1, 0.1), t) for a, t in zip(reversed(clips), targets)]
+    assert A.score_measures(reversed_tempi)["tempo_rank_corr"]["value"] == pytest.approx(-1.0)
     # D dorian estimated as C major: right key signature, wrong tonic
     dorian = A.PromptTarget.from_row(ROWS[2])
     scores = A.score_measures([(_analysis(128, A.Key(0, "major"), 0.1, 0.1), dorian)])
@@ -228,6 +251,16 @@ def test_report_scores_codec_round_trips_against_their_own_prompts(monkeypatch, 
     assert "p_value" not in tempo["reference"]
 
 
+def test_rank_correlation_by_hand():
+    assert A.rank_correlation([1, 2, 3, 4], [10, 40, 90, 160]) == pytest.approx(1.0)  # monotone, not linear
+    assert A.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks (1, 2, 3, 4) against (1.5, 1.5, 3, 4): ties share their mean rank
+    by_hand = np.corrcoef([1, 2, 3, 4], [1.5, 1.5, 3, 4])[0, 1]
+    assert A.rank_correlation([1, 2, 3, 4], [5, 5, 7, 9]) == pytest.approx(by_hand)
+    assert A.rank_correlation([1, 2], [1, 2]) is None  # too few pairs
+    assert A.rank_correlation([1, 2, 3], [7, 7, 7]) is None  # constant side
+
+
 def test_permutation_p_values_by_hand():
     pairs = [(_matching(r), A.PromptTarget.from_row(r)) for r in ROWS]
     observed = A.score_measures(pairs)
@@ -235,8 +268,10 @@ def test_permutation_p_values_by_hand():
     # tempo_acc is 1 only for the identity pairing of the 4 distinct bpms: P = 1/24 per permutation
     assert p["tempo_acc"] == pytest.approx(1 / 24, abs=0.015)
     # a pairing that scores 0 is matched or beaten by every permutation
-    worst = {m: {"value": 0.0} for m in A.MEASURES}
-    assert all(v == 1.0 for v in A.permutation_p_values(pairs, worst, permutations=50).values())
+    worst = {m: {"value": -1.0 if m == "tempo_rank_corr" else 0.0} for m in A.MEASURES}
+    p = A.permutation_p_values(pairs, worst, permutations=50)
+    assert all(p[m] == 1.0 for m in A.MEASURES if m not in A.PROMPT_FREE)
+    assert p["pulse_clarity"] is None  # a property of the clip alone: nothing to test against chance
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,10 +16,16 @@ by :func:`score_measures`. :func:`adherence_report` scores these pairings in one
 The generated (and codec) scores also carry a one-sided permutation p-value: how often 1,000 random
 pairings of the same clips and prompts score at least as well (small = better than chance).
 
-Measures (all "higher is better", in [0, 1]):
+Measures (all "higher is better", in [0, 1] unless said):
 
 ``tempo_acc``         share of clips whose librosa tempo is within 8% of the prompt's bpm.
 ``tempo_acc_octave``  the same, also accepting twice or half the bpm (the usual octave errors).
+``tempo_rank_corr``   Spearman rank correlation (in [-1, 1], chance 0) of the clips' librosa tempo with
+                      their prompts' bpm: does a faster prompt get a faster clip, even when not within 8%?
+``pulse_clarity``     not a prompt measure: the mean over clips of the highest peak of the normalised
+                      autocorrelation of librosa's onset-strength envelope at beat lags (50-200 bpm).
+                      Near 0: no regular pulse (a clip without one cannot follow a tempo); real music
+                      with a beat ~0.6. It has no p-value, and its shuffled value is the generated one.
 ``key_exact``         share whose Krumhansl-Schmuckler key (24 major/minor keys, CQT chroma) equals the
                       prompt key mapped to major/minor with the same tonic by its third: major, lydian,
                       mixolydian -> major; minor (aeolian), dorian, phrygian, locrian -> minor.
@@ -63,9 +69,12 @@ MODE_STEPS = {  # scale degrees (semitones above the tonic) of the seven diatoni
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-MEASURES = ("tempo_acc", "tempo_acc_octave", "key_exact", "key_mirex", "key_signature", "in_scale_notes",
-            "bass_auc", "drums_auc")
+PULSE_BPM = (50.0, 200.0)  # the beat lags pulse_clarity searches
+MEASURES = ("tempo_acc", "tempo_acc_octave", "tempo_rank_corr", "pulse_clarity", "key_exact", "key_mirex",
+            "key_signature", "in_scale_notes", "bass_auc", "drums_auc")
+PROMPT_FREE = ("pulse_clarity",)  # measures of the clip alone: no permutation test
 JUDGES = {"tempo_acc": "librosa beat_track", "tempo_acc_octave": "librosa beat_track",
+          "tempo_rank_corr": "librosa beat_track", "pulse_clarity": "librosa onset_strength",
           "key_exact": "librosa chroma_cqt + Krumhansl-Schmuckler", "key_mirex": "librosa chroma_cqt + "
           "Krumhansl-Schmuckler", "key_signature": "librosa chroma_cqt + Krumhansl-Schmuckler",
           "in_scale_notes": "basic-pitch ICASSP 2022 (ONNX)", "bass_auc": "basic-pitch ICASSP 2022 (ONNX)",
@@ -163,6 +172,7 @@ class ClipAnalysis:
     low_note_share: float | None  # note weight below LOW_NOTE_MIDI / all note weight (None: no notes)
     percussive_share: float  # percussive / (harmonic + percussive) spectral energy
     n_notes: int
+    pulse_clarity: float  # highest normalised onset autocorrelation at beat lags (pulse_clarity_of)
 
 
 def estimate_key(chroma: np.ndarray) -> tuple[Key, float]:
@@ -183,6 +193,23 @@ def estimate_tempo(wav: np.ndarray, sr: int = SAMPLE_RATE) -> float:
 
     tempo, _ = librosa.beat.beat_track(y=wav, sr=sr)
     return float(np.atleast_1d(tempo)[0])
+
+
+def pulse_clarity_of(wav: np.ndarray, sr: int = SAMPLE_RATE, hop: int = 512) -> float:
+    """How regular the clip's pulse is, in [0, 1]: the autocorrelation of librosa's onset-strength
+    envelope (mean removed, divided by its lag-0 value) at its highest peak between the lags of
+    ``PULSE_BPM`` (a click every 0.5 s scores near 1, white noise near 0; 0 for silence)."""
+    import librosa
+
+    env = librosa.onset.onset_strength(y=wav, sr=sr, hop_length=hop)
+    env = env - env.mean()
+    ac = librosa.autocorrelate(env)
+    if len(ac) == 0 or ac[0] <= 1e-12:
+        return 0.0
+    frames_per_s = sr / hop
+    lo, hi = int(frames_per_s * 60 / PULSE_BPM[1]), int(np.ceil(frames_per_s * 60 / PULSE_BPM[0]))
+    window = ac[lo:hi + 1] / ac[0]
+    return float(max(window.max(), 0.0)) if len(window) else 0.0
 
 
 def percussive_share(wav: np.ndarray) -> float:
@@ -252,7 +279,8 @@ def analyze_clip(path: str | Path, transcriber: NoteTranscriber) -> ClipAnalysis
     notes = transcriber.notes(path)
     pcs, low = note_statistics(notes)
     return ClipAnalysis(tempo=estimate_tempo(wav), key=key, key_r=r, pitch_class_weight=pcs,
-                        low_note_share=low, percussive_share=percussive_share(wav), n_notes=len(notes))
+                        low_note_share=low, percussive_share=percussive_share(wav), n_notes=len(notes),
+                        pulse_clarity=pulse_clarity_of(wav))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,6 +318,19 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
     return float(greater / (len(pos) * len(neg)))
 
 
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rho (Pearson correlation of the ranks, ties given their mean rank); None with fewer
+    than 3 pairs or when either side is constant."""
+    if len(x) < 3:
+        return None
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x), rankdata(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
 def score_measures(pairs: Sequence[tuple[ClipAnalysis, PromptTarget]]) -> dict[str, dict]:
     """Every measure over (analysis, target) pairs: ``{measure: {"value": v | None, "n": clips used}}``
     (a pair counts for a measure only when its prompt gives what the measure needs)."""
@@ -303,6 +344,9 @@ def score_measures(pairs: Sequence[tuple[ClipAnalysis, PromptTarget]]) -> dict[s
                                median_abs_error_pct=float(np.median([abs(e - b) / b * 100 for e, b in tempo]))
                                if tempo else None)
     out["tempo_acc_octave"] = mean_of([float(tempo_match(e, b, octave=True)) for e, b in tempo])
+    out["tempo_rank_corr"] = {"value": rank_correlation([e for e, _ in tempo], [b for _, b in tempo]),
+                              "n": len(tempo)}
+    out["pulse_clarity"] = mean_of([a.pulse_clarity for a, _ in pairs])
     keys = [(a.key, t.key) for a, t in pairs if t.key is not None]
     out["key_exact"] = mean_of([float(e == k.major_minor) for e, k in keys])
     out["key_mirex"] = mean_of([mirex_key_score(e, k.major_minor) for e, k in keys])
@@ -328,18 +372,21 @@ def permutation_p_values(pairs: Sequence[tuple[ClipAnalysis, PromptTarget]], obs
                          permutations: int = 1000, seed: int = 0) -> dict[str, float | None]:
     """One-sided permutation test of each measure against chance: the share of random re-pairings of
     the same clips with the same prompts (uniform permutations, seeded) that score at least the
-    ``observed`` value, as ``(1 + count) / (1 + permutations)``; None where the measure has no value."""
+    ``observed`` value, as ``(1 + count) / (1 + permutations)``; None where the measure has no value
+    or does not depend on the prompt (``PROMPT_FREE``)."""
     rng = np.random.default_rng(seed)
     clips, targets = [a for a, _ in pairs], [t for _, t in pairs]
-    counts = dict.fromkeys(MEASURES, 0)
+    tested = [m for m in MEASURES if m not in PROMPT_FREE]
+    counts = dict.fromkeys(tested, 0)
     for _ in range(permutations):
         order = rng.permutation(len(pairs))
         scored = score_measures([(a, targets[j]) for a, j in zip(clips, order)])
-        for m in MEASURES:
+        for m in tested:
             value, ref = scored[m]["value"], observed[m]["value"]
             if value is not None and ref is not None and value >= ref - 1e-12:
                 counts[m] += 1
-    return {m: None if observed[m]["value"] is None else (1 + counts[m]) / (1 + permutations) for m in MEASURES}
+    return {m: None if m not in counts or observed[m]["value"] is None else (1 + counts[m]) / (1 + permutations)
+            for m in MEASURES}
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:
