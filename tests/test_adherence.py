@@ -371,6 +371,8 @@ def test_cli_eval_adherence_and_codec_writes_results(fixture_dir, tmp_path, caps
         row = by_metric[measure]
         assert set(A.CONDITIONS) <= set(row["details"]), measure
     assert by_metric["tempo_acc"]["status"] == "ok" and by_metric["tempo_acc"]["details"]["generated"]["n"] == 2
+    # two clips are too few for a rank correlation: no value, and the reason says so
+    assert by_metric["tempo_rank_corr"]["status"] == "error" and "at least 3" in by_metric["tempo_rank_corr"]["reason"]
     for name in ("codec_si_snr", "codec_mel", "codec_periodic"):
         assert by_metric[name]["status"] == "ok" and np.isfinite(by_metric[name]["value"])
         assert by_metric[name]["details"]["n_clips"] == 2

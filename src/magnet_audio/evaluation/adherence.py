@@ -73,6 +73,8 @@ PULSE_BPM = (50.0, 200.0)  # the beat lags pulse_clarity searches
 MEASURES = ("tempo_acc", "tempo_acc_octave", "tempo_rank_corr", "pulse_clarity", "key_exact", "key_mirex",
             "key_signature", "in_scale_notes", "bass_auc", "drums_auc")
 PROMPT_FREE = ("pulse_clarity",)  # measures of the clip alone: no permutation test
+#: Why a measure has no value on a set of clips (default: no clip carries the metadata it needs).
+NO_VALUE_REASON = {"tempo_rank_corr": "needs at least 3 clips whose prompts give a bpm, with tempi not all equal"}
 JUDGES = {"tempo_acc": "librosa beat_track", "tempo_acc_octave": "librosa beat_track",
           "tempo_rank_corr": "librosa beat_track", "pulse_clarity": "librosa onset_strength",
           "key_exact": "librosa chroma_cqt + Krumhansl-Schmuckler", "key_mirex": "librosa chroma_cqt + "

@@ -364,7 +364,8 @@ def compute_adherence(items: Sequence[EvalItem], shuffle_seed: int = 0,
         value = by_condition.get("generated", {}).get("value")
         results.append(MetricResult(
             measure, A.JUDGES[measure].split()[0], "ok" if value is not None else "error", value=value,
-            reason=None if value is not None else "too few generated clips have the metadata this measure needs",
+            reason=None if value is not None else A.NO_VALUE_REASON.get(
+                measure, "no generated clip has the metadata this measure needs"),
             details={**by_condition, "shuffle_seed": shuffle_seed},
             backend_info={"backend": A.JUDGES[measure].split()[0], "kind": "adherence judge",
                           "model": A.JUDGES[measure],
