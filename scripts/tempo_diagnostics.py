@@ -9,6 +9,10 @@
    ``set_generation_params`` overrides on top of the model's recommended options).
 3. continuation: pulse clarity of the audio the model adds after the first ``--prefix`` seconds of
    each real held-out render (``generate_continuation``), next to the render's own remainder.
+4. context: does the LM use the first codebook's context? Its cross-entropy on a masked 1 s block in
+   the middle of each held-out render's codebook 0 (stage 0: codebooks 1-3 hidden), given the true
+   context, the true context only within a few frames of the block (another render's codes beyond),
+   another render's codes all around, or nothing (all of codebook 0 masked).
 
     .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --n 24
     .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --checks decoding \\
@@ -67,6 +71,36 @@ def text_check(model: MAGNeT, train: list[dict], heldout: list[dict], ridge: flo
           f"Pearson r {r:.3f}, within 8 % {within:.3f}")
 
 
+@torch.no_grad()
+def context_check(model: MAGNeT, data: Path, rows: list[dict]) -> None:
+    lm, sr = model.lm, model.sample_rate
+    codes = torch.cat([model.compression_model.encode(
+        audio_read(data / r["path"], sample_rate=sr, channels=1)[0][None].to(model.device))[0] for r in rows])
+    memory = lm.encode_text([r["description"] for r in rows])
+    half = int(model.frame_rate) // 2  # the block: 1 s around the middle
+    start, end = codes.shape[-1] // 2 - half, codes.shape[-1] // 2 + half
+    other = codes.roll(1, 0)  # each row gets the next render's codes
+
+    def block_ce(visible: torch.Tensor) -> float:
+        x = visible.clone()
+        x[:, 1:] = lm.mask_id
+        x[:, 0, start:end] = lm.mask_id
+        logits = lm(x, memory, stage=0)[:, 0, start:end].float()
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 codes[:, 0, start:end].reshape(-1)).item()
+
+    print(f"context: cross-entropy (nats) on a masked 1 s block of codebook 0, {len(rows)} renders:")
+    print(f"context:   true context {block_ce(codes):.3f}")
+    for frames in (5, 12, 25):
+        mixed = other.clone()
+        mixed[..., start - frames:end + frames] = codes[..., start - frames:end + frames]
+        print(f"context:   true within {frames} frames, another render beyond {block_ce(mixed):.3f}")
+    print(f"context:   another render all around {block_ce(other):.3f}")
+    blank = codes.clone()
+    blank[:, 0] = lm.mask_id
+    print(f"context:   nothing visible {block_ce(blank):.3f}")
+
+
 def generate_batches(model: MAGNeT, prompts: list[str], batch: int, audio=None) -> list[torch.Tensor]:
     """Mono clips [T] for ``prompts`` (continuing ``audio[i]`` [1, T] when given), seeded per batch."""
     out = []
@@ -88,15 +122,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="magnet-audio/synth-music")
     parser.add_argument("--n", type=int, default=24, help="held-out prompts for the decoding and continuation checks")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--checks", default="text,decoding,continuation")
+    parser.add_argument("--checks", default="text,decoding,continuation,context")
     parser.add_argument("--settings", default='{"recommended": {}}',
                         help="JSON {name: set_generation_params overrides} for the decoding check")
     parser.add_argument("--prefix", type=float, default=3.0, help="seconds of real audio the continuation keeps")
     args = parser.parse_args(argv)
     checks = {c.strip() for c in args.checks.split(",") if c.strip()}
-    unknown = checks - {"text", "decoding", "continuation"}
+    unknown = checks - {"text", "decoding", "continuation", "context"}
     if unknown:
-        parser.error(f"unknown checks {sorted(unknown)}: choose from text, decoding, continuation")
+        parser.error(f"unknown checks {sorted(unknown)}: choose from text, decoding, continuation, context")
     try:
         settings = json.loads(args.settings)
     except json.JSONDecodeError as exc:
@@ -119,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
             model.set_generation_params(**{**recommended, **overrides})
             clips = generate_batches(model, prompts, args.batch)
             print(f"decoding '{name}': pulse clarity of {len(clips)} clips: {summary([pulse(w, sr) for w in clips])}")
+    if "context" in checks:
+        context_check(model, args.data, heldout[:max(args.n, 2)])
     if "continuation" in checks:
         keep = int(args.prefix * sr)
         real = [audio_read(args.data / r["path"], sample_rate=sr, channels=1)[0] for r in rows]
