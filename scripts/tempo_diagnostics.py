@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="JSON {name: set_generation_params overrides} for the decoding check")
     parser.add_argument("--prefix", type=float, default=3.0, help="seconds of real audio the continuation keeps")
     args = parser.parse_args(argv)
+    if args.n < 1 or args.batch < 1:
+        parser.error("--n and --batch must be at least 1")
+    if args.prefix <= 0:
+        parser.error(f"--prefix must be a positive number of seconds, got {args.prefix}")
     checks = {c.strip() for c in args.checks.split(",") if c.strip()}
     unknown = checks - {"text", "decoding", "continuation", "context"}
     if unknown:
@@ -144,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = heldout[:args.n]
     prompts = [r["description"] for r in rows]
     model = MAGNeT.get_pretrained(args.model)
+    if "continuation" in checks and args.prefix >= model.max_duration:
+        parser.error(f"--prefix must be shorter than the model's window ({model.max_duration:g} s), got {args.prefix}")
     recommended = getattr(model, "recommended_generation_params", {})  # the model's config.json options
     sr = model.sample_rate
     if "text" in checks:
