@@ -86,18 +86,21 @@ def test_fast_preset_and_overrides(model):
         model.set_generation_params(cfg_null_refresh=0)
 
 
-def _tiny_lm(num_layers: int) -> MagnetLM:
+def _tiny_lm(num_layers: int, positional_embedding: str = "sin") -> MagnetLM:
     torch.manual_seed(0)
     cfg = MagnetLMConfig(dim=32, num_heads=2, num_layers=num_layers, n_q=4, card=16, segment_duration=0.6,
-                         subcodes_context=2, conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=32))
+                         subcodes_context=2, conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=32),
+                         positional_embedding=positional_embedding)
     return MagnetLM(cfg).eval()
 
 
+@pytest.mark.parametrize("positions", ["sin", "rope"])
 @pytest.mark.parametrize("stage", [0, 2])  # full attention, restricted context
-def test_partial_pass_is_exact_when_only_the_recomputed_rows_changed(stage):
+def test_partial_pass_is_exact_when_only_the_recomputed_rows_changed(stage, positions):
     """With one layer, a position's keys/values depend on its own input only: recomputing just the
-    changed positions over the cached others must give the full pass's hidden states there."""
-    lm = _tiny_lm(num_layers=1)
+    changed positions over the cached others must give the full pass's hidden states there (with
+    rotary embeddings too: the recomputed rows are rotated by their own positions)."""
+    lm = _tiny_lm(num_layers=1, positional_embedding=positions)
     gen = torch.Generator().manual_seed(1)
     before = torch.randint(0, 17, (2, 4, 30), generator=gen)
     rows = torch.tensor([[1, 5, 7, 20, 29], [0, 5, 9, 13, 28]])

@@ -10,7 +10,7 @@ from magnet_audio.checkpoints import load_export
 from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.errors import CheckpointError
 from magnet_audio.lm import MagnetLM, MagnetLMConfig
-from magnet_audio.lm.transformer import sin_embedding
+from magnet_audio.lm.transformer import MultiheadAttention, apply_rope, rope_rotation, sin_embedding
 from magnet_audio.loaders import load_lm_model
 
 
@@ -63,10 +63,70 @@ def test_sin_embedding_cosines_first():
     torch.testing.assert_close(emb, expected)
 
 
-def _random_lm(dim, heads, layers, card, n_q, ctx, seed=0):
+def test_rope_is_audiocraft_complex_rotation():
+    """Channels (2i, 2i+1) as one complex number, times exp(1j * t * 10000 ** (-2i / Dh))."""
+    x = torch.randn(2, 3, 7, 8)  # [B, H, T, Dh]
+    positions = torch.tensor([0, 1, 2, 5, 9, 30, 499])
+    freqs = 10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8)
+    turn = torch.polar(torch.ones(7, 4, dtype=torch.float64), positions[:, None].double() * freqs)
+    expected = torch.view_as_real(torch.view_as_complex(x.double().reshape(2, 3, 7, 4, 2)) * turn).flatten(-2)
+    torch.testing.assert_close(apply_rope(x, rope_rotation(positions, 8)), expected.float(), atol=1e-5, rtol=1e-5)
+    # per-row positions [B, T] give each row its own rotation
+    rows = torch.stack([positions, positions.flip(0)])
+    both = apply_rope(x, rope_rotation(rows, 8))
+    torch.testing.assert_close(both[0], apply_rope(x[:1], rope_rotation(positions, 8))[0])
+    torch.testing.assert_close(both[1], apply_rope(x[1:], rope_rotation(positions.flip(0), 8))[0])
+    with pytest.raises(ValueError, match="even head dimension"):
+        rope_rotation(positions, 7)
+
+
+def test_rope_attention_scores_depend_on_the_offset_only():
+    q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+
+    def score(m, n):
+        rotated_q = apply_rope(q, rope_rotation(torch.tensor([m]), 16))
+        return (rotated_q * apply_rope(k, rope_rotation(torch.tensor([n]), 16))).sum()
+
+    torch.testing.assert_close(score(3, 10), score(103, 110))
+    torch.testing.assert_close(score(40, 2), score(38, 0))
+    assert not torch.isclose(score(3, 10), score(3, 11))
+
+
+def test_rope_self_attention_matches_a_direct_computation():
+    torch.manual_seed(0)
+    attn = MultiheadAttention(16, 2).eval()
+    x, positions = torch.randn(2, 9, 16), torch.arange(9)
+    with torch.no_grad():
+        ours = attn(x, rope=rope_rotation(positions, 8))
+        q, k, v = (attn._heads(t) for t in (x @ attn.in_proj_weight.T).chunk(3, dim=-1))
+        turn = torch.polar(torch.ones(9, 4), positions[:, None].float() * 10000.0 ** (-torch.arange(0, 8, 2) / 8))
+        q, k = (torch.view_as_real(torch.view_as_complex(t.reshape(2, 2, 9, 4, 2)) * turn).flatten(-2) for t in (q, k))
+        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8), dim=-1)
+        expected = attn.out_proj((weights @ v).transpose(1, 2).reshape(2, 9, 16))
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("positions", ["rope", "sin_rope"])
+def test_rope_lm_uses_positions_and_sin_only_when_asked(positions):
+    """Same weights, three position schemes: each changes the output; ``rope`` adds no sinusoids, so
+    its input embeddings are the sin model's minus them."""
+    sin_lm = _random_lm(32, 2, 2, 16, 4, ctx=5)
+    lm = _random_lm(32, 2, 2, 16, 4, ctx=5, positional_embedding=positions)
+    lm.load_state_dict(sin_lm.state_dict())
+    codes = torch.randint(0, 17, (1, 4, 20))
+    memory = lm.encode_text(["x"])
+    with torch.no_grad():
+        assert not torch.allclose(lm(codes, memory, stage=0), sin_lm(codes, memory, stage=0))
+        rolled = codes.roll(3, dims=-1)  # no positions at all would make the output roll with the input
+        assert not torch.allclose(lm(rolled, memory, stage=0), lm(codes, memory, stage=0).roll(3, dims=2), atol=1e-4)
+    assert lm.cfg.sin_positions == (positions == "sin_rope") and lm.transformer.rope
+
+
+def _random_lm(dim, heads, layers, card, n_q, ctx, seed=0, positional_embedding="sin"):
     torch.manual_seed(seed)
     cfg = MagnetLMConfig(dim=dim, num_heads=heads, num_layers=layers, card=card, n_q=n_q, subcodes_context=ctx,
-                         segment_duration=1, conditioner=ConditionerConfig(model="lut", n_bins=50, text_dim=24))
+                         segment_duration=1, conditioner=ConditionerConfig(model="lut", n_bins=50, text_dim=24),
+                         positional_embedding=positional_embedding)
     lm = MagnetLM(cfg)
     with torch.no_grad():
         for p in lm.parameters():  # non-trivial norms too
@@ -149,11 +209,22 @@ def test_xp_cfg_round_trip():
     back = MagnetLMConfig.from_xp_cfg(cfg.to_xp_cfg())
     assert back == cfg
     assert MagnetLMConfig.from_dict(cfg.to_dict()) == cfg
+    rope = MagnetLMConfig(dim=48, num_heads=4, positional_embedding="rope")
+    assert rope.to_xp_cfg()["transformer_lm"]["positional_embedding"] == "rope"
+    assert MagnetLMConfig.from_xp_cfg(rope.to_xp_cfg()) == rope
+    assert MagnetLMConfig.from_dict(rope.to_dict()) == rope
+    old = cfg.to_dict()
+    del old["positional_embedding"]  # configs written before the option existed
+    assert MagnetLMConfig.from_dict(old).positional_embedding == "sin"
+    with pytest.raises(ValueError, match="positional_embedding"):
+        MagnetLMConfig(positional_embedding="alibi")
 
 
 @pytest.mark.parametrize("change,message", [
     (lambda c: c.update(lm_model="transformer_lm"), "not a MAGNeT LM"),
-    (lambda c: c["transformer_lm"].update(positional_embedding="rope"), "positional_embedding"),
+    (lambda c: c["transformer_lm"].update(positional_embedding="alibi"), "positional_embedding"),
+    (lambda c: c["transformer_lm"].update(max_period=5000), "max_period"),
+    (lambda c: c["transformer_lm"].update(xpos=True), "xpos"),
     (lambda c: c["fuser"].update(prepend=["description"]), "fuser"),
     (lambda c: c.pop("dataset"), "dataset"),
 ])

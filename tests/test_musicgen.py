@@ -23,11 +23,12 @@ S = 99  # the special token in the hand-computed examples
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
-def _lut_lm(card=16, dim=32, heads=2, layers=2, segment=1.0, seed=0, delays=(0, 1, 2, 3)):
+def _lut_lm(card=16, dim=32, heads=2, layers=2, segment=1.0, seed=0, delays=(0, 1, 2, 3), positions="sin"):
     torch.manual_seed(seed)
     cfg = MusicGenLMConfig(dim=dim, num_heads=heads, num_layers=layers, card=card, n_q=len(delays),
                            delays=list(delays), segment_duration=segment,
-                           conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=16))
+                           conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=16),
+                           positional_embedding=positions)
     return MusicGenLM(cfg).eval()
 
 
@@ -95,6 +96,9 @@ def test_xp_cfg_is_read_and_written_in_audiocraft_layout(fixture_dir):
     assert ours["transformer_lm"] == real["transformer_lm"]
     assert MusicGenLMConfig.from_xp_cfg(ours) == cfg
     assert MusicGenLMConfig.from_dict(cfg.to_dict()) == cfg
+    rope = MusicGenLMConfig.from_xp_cfg({**real, "transformer_lm": {**real["transformer_lm"],
+                                                                    "positional_embedding": "sin_rope"}})
+    assert rope.positional_embedding == "sin_rope" and MusicGenLMConfig.from_xp_cfg(rope.to_xp_cfg()) == rope
 
 
 def _melody(cfg):
@@ -108,7 +112,7 @@ def _melody(cfg):
     (lambda c: c["codebooks_pattern"].update(modeling="parallel"), "codebooks_pattern"),
     (lambda c: c["codebooks_pattern"]["delay"].update(flatten_first=2), "flatten_first"),
     (lambda c: c["transformer_lm"].update(causal=False), "causal"),
-    (lambda c: c["transformer_lm"].update(positional_embedding="rope"), "positional_embedding"),
+    (lambda c: c["transformer_lm"].update(positional_embedding="alibi"), "positional_embedding"),
     (lambda c: c.pop("dataset"), "dataset"),
 ])
 def test_unsupported_configs_are_refused(fixture_dir, change, message):
@@ -198,8 +202,9 @@ def test_sampled_cached_decoding_equals_full_recompute_for_a_seed():
     assert torch.equal(fast, slow) and not torch.equal(fast, other)
 
 
-def test_cached_hidden_states_equal_causal_full_pass():
-    lm = _lut_lm(layers=3)
+@pytest.mark.parametrize("positions", ["sin", "rope", "sin_rope"])
+def test_cached_hidden_states_equal_causal_full_pass(positions):
+    lm = _lut_lm(layers=3, positions=positions)
     seq = torch.randint(0, 17, (2, 4, 12))
     memory = lm.encode_text(["x y", "z"])
     with torch.no_grad():

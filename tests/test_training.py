@@ -163,6 +163,11 @@ def test_config_overrides_types_and_errors(tmp_path):
         load_config(path, ["model.stage_weights=[1, -1, 1, 1]"])
     with pytest.raises(InputError, match="model.stage_weights"):
         load_config(path, ["model.stage_weights=[0, 0, 0, 0]"])
+    assert load_config(path, ["model.positional_embedding=rope"]).model.positional_embedding == "rope"
+    with pytest.raises(InputError, match="model.positional_embedding must be one of sin, rope, sin_rope"):
+        load_config(path, ["model.positional_embedding=alibi"])
+    with pytest.raises(InputError, match="even head dimension"):  # 1024 / 16 is fine, 48 / 16 = 3 is not
+        load_config(path, ["model.positional_embedding=rope", "model.dim=48"])
 
 
 # ----------------------------------------------------------------------------------- data

@@ -18,9 +18,17 @@ from ..errors import CheckpointError
 from .transformer import Transformer
 
 
+POSITIONAL_EMBEDDINGS = ("sin", "rope", "sin_rope")
+
+
 @dataclass
 class LMConfig:
-    """Architecture fields every codes LM has (subclasses add their own)."""
+    """Architecture fields every codes LM has (subclasses add their own).
+
+    positional_embedding: as audiocraft's ``transformer_lm.positional_embedding``: ``sin`` (sinusoids
+        added to the input; every official checkpoint), ``rope`` (rotary embeddings of the
+        self-attention queries and keys) or ``sin_rope`` (both).
+    """
 
     dim: int = 1024
     num_heads: int = 16
@@ -32,6 +40,17 @@ class LMConfig:
     frame_rate: int = 50
     cfg_dropout: float = 0.3
     conditioner: ConditionerConfig = field(default_factory=ConditionerConfig)
+    positional_embedding: str = "sin"
+
+    def __post_init__(self):
+        if self.positional_embedding not in POSITIONAL_EMBEDDINGS:
+            raise ValueError(f"positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}, "
+                             f"got {self.positional_embedding!r}")
+
+    @property
+    def sin_positions(self) -> bool:
+        """Whether sinusoidal positions are added to the input embeddings."""
+        return self.positional_embedding in ("sin", "sin_rope")
 
     @property
     def max_len(self) -> int:
@@ -48,7 +67,7 @@ class LMConfig:
         return cls(**d)
 
 
-ARCHITECTURE_FIELDS = ("dim", "num_heads", "num_layers", "hidden_scale", "n_q", "card")
+ARCHITECTURE_FIELDS = ("dim", "num_heads", "num_layers", "hidden_scale", "n_q", "card", "positional_embedding")
 
 
 class CodesLM(nn.Module):
@@ -68,7 +87,8 @@ class CodesLM(nn.Module):
             return
         self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
         self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
-        self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True)
+        self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True,
+                                       rope=cfg.positional_embedding != "sin")
         self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
         self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
 
@@ -99,15 +119,21 @@ FUSER = {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "
          "cross": ["description"], "input_interpolate": []}
 
 
-def check_transformer_lm(lm: dict, causal: bool) -> None:
+def check_transformer_lm(lm: dict, causal: bool) -> str:
     """Refuse ``transformer_lm`` settings other than the official models' (a pre-norm, bias-free,
-    GELU, sinusoidal-position transformer)."""
-    expected = {"norm_first": True, "norm": "layer_norm", "activation": "gelu", "positional_embedding": "sin",
+    GELU transformer) and return its ``positional_embedding`` (sin, rope or sin_rope)."""
+    expected = {"norm_first": True, "norm": "layer_norm", "activation": "gelu",
                 "bias_ff": False, "bias_attn": False, "bias_proj": False, "causal": causal, "kv_repeat": 1,
-                "qk_layer_norm": False, "layer_scale": None, "xpos": False, "past_context": None}
+                "qk_layer_norm": False, "layer_scale": None, "xpos": False, "past_context": None,
+                "max_period": 10000, "positional_scale": 1.0}
     for key, value in expected.items():
         if lm.get(key, value) != value:
             raise CheckpointError(f"unsupported transformer_lm.{key}: {lm.get(key)!r} (expected {value!r})")
+    positions = lm.get("positional_embedding", "sin")
+    if positions not in POSITIONAL_EMBEDDINGS:
+        raise CheckpointError(f"unsupported transformer_lm.positional_embedding: {positions!r} "
+                              f"(expected one of {', '.join(POSITIONAL_EMBEDDINGS)})")
+    return positions
 
 
 def check_fuser(cfg: dict) -> None:
@@ -118,13 +144,13 @@ def check_fuser(cfg: dict) -> None:
 
 
 def transformer_lm_section(dim: int, num_heads: int, num_layers: int, hidden_scale: int, n_q: int, card: int,
-                           causal: bool) -> dict:
+                           causal: bool, positional_embedding: str = "sin") -> dict:
     """``transformer_lm`` as audiocraft writes it for these architectures."""
     return {
         "dim": dim, "num_heads": num_heads, "num_layers": num_layers, "hidden_scale": hidden_scale, "n_q": n_q,
         "card": card, "dropout": 0.0, "emb_lr": None, "activation": "gelu", "norm_first": True, "bias_ff": False,
         "bias_attn": False, "bias_proj": False, "past_context": None, "causal": causal, "custom": False,
-        "memory_efficient": True, "attention_as_float32": False, "layer_scale": None, "positional_embedding": "sin",
-        "xpos": False, "checkpointing": "none", "weight_init": "gaussian", "depthwise_init": "current",
+        "memory_efficient": True, "attention_as_float32": False, "layer_scale": None,
+        "positional_embedding": positional_embedding, "xpos": False, "checkpointing": "none", "weight_init": "gaussian", "depthwise_init": "current",
         "zero_bias_init": True, "norm": "layer_norm", "cross_attention": False, "qk_layer_norm": False,
         "qk_layer_norm_cross": False, "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False}

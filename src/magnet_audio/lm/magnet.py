@@ -47,7 +47,7 @@ class MagnetLMConfig(LMConfig):
             lm = cfg["transformer_lm"]
             if cfg.get("lm_model") != "transformer_lm_magnet":
                 raise CheckpointError(f"not a MAGNeT LM (lm_model: {cfg.get('lm_model')!r})")
-            check_transformer_lm(lm, causal=False)
+            positions = check_transformer_lm(lm, causal=False)
             if cfg.get("codebooks_pattern", {}).get("modeling", "parallel") != "parallel":
                 raise CheckpointError("unsupported codebooks_pattern (MAGNeT uses 'parallel')")
             check_fuser(cfg)
@@ -58,14 +58,15 @@ class MagnetLMConfig(LMConfig):
                        span_len=cfg.get("masking", {}).get("span_len", 3),
                        segment_duration=cfg["dataset"]["segment_duration"], frame_rate=frame_rate,
                        cfg_dropout=cfg.get("classifier_free_guidance", {}).get("training_dropout", 0.3),
-                       conditioner=conditioner, hybrid=bool((cfg.get("magnet_audio") or {}).get("hybrid", False)))
+                       conditioner=conditioner, hybrid=bool((cfg.get("magnet_audio") or {}).get("hybrid", False)),
+                       positional_embedding=positions)
         except KeyError as exc:
             raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
 
     def to_xp_cfg(self) -> dict:
         """An audiocraft-style ``xp.cfg`` (dict) that audiocraft and :meth:`from_xp_cfg` read back."""
         lm = transformer_lm_section(self.dim, self.num_heads, self.num_layers, self.hidden_scale, self.n_q,
-                                    self.card, causal=False)
+                                    self.card, causal=False, positional_embedding=self.positional_embedding)
         # audiocraft's loader fills these three in from dataset/masking/the codec
         lm.update(subcodes_context=self.subcodes_context, compression_model_framerate=0, segment_duration=0,
                   span_len=-1)
@@ -100,7 +101,7 @@ class MagnetLM(CodesLM):
         :class:`MusicGenLM` whose modules are this LM's (the same parameters, no copy; moving or
         training either changes both). It differs from MAGNeT's use of the weights only by the
         causal mask and the interleaved input: the embeddings' extra row ``card`` (MAGNeT's mask
-        token) is the pattern's special token, positions are the same sinusoids. Cheap to build.
+        token) is the pattern's special token, positions are the same. Cheap to build.
         """
         common = {f.name: getattr(self.cfg, f.name) for f in fields(LMConfig)}
         view = MusicGenLM(MusicGenLMConfig(**common, delays=list(range(self.cfg.n_q))), modules_of=self)
@@ -129,10 +130,12 @@ class MagnetLM(CodesLM):
         rows = None if cache is None else cache.rows
         if rows is None:
             x = self.embed(codes)
-            x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)
+            if self.cfg.sin_positions:
+                x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)
         else:
             x = self.embed(codes.gather(2, rows.unsqueeze(1).expand(-1, codes.shape[1], -1)))
-            x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)[rows]
+            if self.cfg.sin_positions:
+                x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)[rows]
             mask = None if mask is None else mask[rows].unsqueeze(1)  # [B, 1, R, T]
         x = self.transformer(x, memory=memory, cross_kv=cross_kv, attn_mask=mask, cache=cache)
         return self.out_norm(x)

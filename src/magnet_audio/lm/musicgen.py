@@ -41,6 +41,7 @@ class MusicGenLMConfig(LMConfig):
     cfg_coef: float = 3.0
 
     def __post_init__(self):
+        super().__post_init__()
         self.delays = [int(d) for d in self.delays]
         if len(self.delays) != self.n_q:
             raise CheckpointError(f"{len(self.delays)} delays for {self.n_q} codebooks")
@@ -63,7 +64,7 @@ class MusicGenLMConfig(LMConfig):
                     f"this checkpoint is conditioned on audio ('self_wav', model {kind!r}: melody/chroma or "
                     "style conditioning, e.g. facebook/musicgen-melody or musicgen-style), which is not supported; "
                     "use a text-only MusicGen (facebook/musicgen-small, -medium, -large)")
-            check_transformer_lm(lm, causal=True)
+            positions = check_transformer_lm(lm, causal=True)
             pattern = cfg.get("codebooks_pattern") or {}
             if pattern.get("modeling") != "delay":
                 raise CheckpointError(f"unsupported codebooks_pattern.modeling {pattern.get('modeling')!r} "
@@ -81,7 +82,8 @@ class MusicGenLMConfig(LMConfig):
                        segment_duration=cfg["dataset"]["segment_duration"], frame_rate=frame_rate,
                        cfg_dropout=cfg_section.get("training_dropout", 0.3),
                        cfg_coef=cfg_section.get("inference_coef", 3.0),
-                       conditioner=ConditionerConfig.from_xp_cfg(conditioners["description"]))
+                       conditioner=ConditionerConfig.from_xp_cfg(conditioners["description"]),
+                       positional_embedding=positions)
         except KeyError as exc:
             raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
 
@@ -91,7 +93,8 @@ class MusicGenLMConfig(LMConfig):
         return {
             "lm_model": "transformer_lm", "device": "cpu", "dtype": "float32",
             "transformer_lm": transformer_lm_section(self.dim, self.num_heads, self.num_layers, self.hidden_scale,
-                                                     self.n_q, self.card, causal=True),
+                                                     self.n_q, self.card, causal=True,
+                                                     positional_embedding=self.positional_embedding),
             "codebooks_pattern": {
                 "modeling": "delay",
                 "delay": {"delays": list(self.delays), "flatten_first": 0, "empty_initial": 0},
@@ -144,7 +147,8 @@ class MusicGenLM(CodesLM):
         x = self.embed(sequence)
         if memory is None and cross_kv is None:  # no condition: as cross-attending to zeros, it adds nothing
             memory = x.new_zeros(B, 1, self.cfg.dim)
-        x = x + sin_embedding(S, self.cfg.dim, offset=past, device=x.device, dtype=x.dtype)
+        if self.cfg.sin_positions:
+            x = x + sin_embedding(S, self.cfg.dim, offset=past, device=x.device, dtype=x.dtype)
         mask = None if S == 1 else causal_mask(S, past, device=x.device)  # one new step sees all the past
         x = self.transformer(x, memory=memory, cross_kv=cross_kv, attn_mask=mask, cache=cache)
         return self.out_norm(x)

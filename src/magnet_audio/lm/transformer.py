@@ -9,6 +9,11 @@ keys/values to it and attends over everything cached so far. Causality is the ca
 ``attn_mask``; :func:`causal_mask` builds it. MAGNeT's fast decoding passes a :class:`RowKVCache`:
 a full pass stores every position's keys/values; a later pass over a subset of the positions
 (``RowKVCache.rows``) writes only theirs and attends over all of them. Without a cache nothing changes.
+
+Positions: the LMs add :func:`sin_embedding` to their input (audiocraft's ``positional_embedding:
+sin``); a ``Transformer(rope=True)`` also rotates each self-attention query and key by its position
+(``rope``, :func:`rope_rotation`). The rotated keys are what the caches store, so a cached key keeps
+the position it was computed at.
 """
 
 from __future__ import annotations
@@ -30,6 +35,33 @@ def sin_embedding(num_positions: int, dim: int, offset: int = 0, max_period: flo
     exponent = torch.arange(half, device=device, dtype=dtype).view(1, -1) / max(half - 1, 1)
     phase = positions / torch.full([], max_period, device=device, dtype=dtype) ** exponent
     return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)
+
+
+def rope_rotation(positions: torch.Tensor, head_dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Rotary-embedding angles (float32) of integer ``positions`` [T] or [B, T]: [..., head_dim / 2].
+
+    Pair i (channels 2i and 2i + 1 of a head) turns by ``position * max_period ** (-2i / head_dim)``,
+    as audiocraft's ``RotaryEmbedding`` (``positional_embedding: rope``).
+    """
+    if head_dim % 2:
+        raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim}")
+    freqs = max_period ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    return positions.to(torch.float32).unsqueeze(-1) * freqs
+
+
+def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate the channel pairs of x [B, H, T, Dh] by ``angles`` [T, Dh/2] (every row) or [B, T, Dh/2].
+
+    (x[2i], x[2i+1]) -> (x[2i] cos a - x[2i+1] sin a, x[2i] sin a + x[2i+1] cos a), computed in
+    float32 and returned in x's dtype.
+    """
+    if angles.dim() == 3:
+        angles = angles.unsqueeze(1)  # [B, 1, T, Dh/2]: the same positions for every head
+    cos, sin = angles.cos(), angles.sin()
+    pairs = x.float().unflatten(-1, (-1, 2))
+    even, odd = pairs[..., 0], pairs[..., 1]
+    out = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
+    return out.flatten(-2).to(x.dtype)
 
 
 def band_mask(length: int, context: int, device: torch.device | None = None) -> torch.Tensor:
@@ -171,16 +203,21 @@ class MultiheadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-                attn_mask: torch.Tensor | None = None, cache: _LayerCache | None = None) -> torch.Tensor:
+                attn_mask: torch.Tensor | None = None, cache: _LayerCache | None = None,
+                rope: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, D]; memory [B, S, D] or precomputed ``kv``; attn_mask bool [T, S] or [B, 1, T, S]
         (True = attend).
 
         ``cache`` (self-attention only): keys/values of earlier positions, extended with this call's.
+        ``rope`` (self-attention only): the :func:`rope_rotation` angles of x's positions, which
+        rotate the queries and keys.
         """
         if memory is None and kv is None:
             qkv = F.linear(x, self.in_proj_weight) if self.in_proj is None else self.in_proj(x)
             q, k, v = qkv.chunk(3, dim=-1)
             q, k, v = self._heads(q), self._heads(k), self._heads(v)
+            if rope is not None:
+                q, k = apply_rope(q, rope), apply_rope(k, rope)
             if cache is not None:
                 k, v = cache.update(k, v)
         else:
@@ -207,8 +244,9 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 cross_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-                attn_mask: torch.Tensor | None = None, cache: _LayerCache | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), attn_mask=attn_mask, cache=cache)
+                attn_mask: torch.Tensor | None = None, cache: _LayerCache | None = None,
+                rope: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), attn_mask=attn_mask, cache=cache, rope=rope)
         if self.cross_attention is not None:
             x = x + self.cross_attention(self.norm_cross(x), memory=memory, kv=cross_kv)
         return self.feed_forward(x)
@@ -219,11 +257,18 @@ class TransformerLayer(nn.Module):
 
 
 class Transformer(nn.Module):
-    """A stack of :class:`TransformerLayer` (the ``transformer.layers.N`` keys of a checkpoint)."""
+    """A stack of :class:`TransformerLayer` (the ``transformer.layers.N`` keys of a checkpoint).
+
+    rope: rotate self-attention queries and keys by their positions (no parameters: the state dict
+        is the same either way).
+    """
 
     def __init__(self, dim: int, num_heads: int, num_layers: int, hidden_scale: int = 4,
-                 cross_attention: bool = True):
+                 cross_attention: bool = True, rope: bool = False):
         super().__init__()
+        if rope and (dim // num_heads) % 2:
+            raise ValueError(f"rotary embeddings need an even head dimension, got {dim} / {num_heads}")
+        self.rope, self.head_dim = rope, dim // num_heads
         self.layers = nn.ModuleList(
             TransformerLayer(dim, num_heads, hidden_scale, cross_attention) for _ in range(num_layers))
 
@@ -236,15 +281,22 @@ class Transformer(nn.Module):
         then [T, cache.length + T]. The cache is advanced by T. With a :class:`RowKVCache`, x holds
         the positions ``cache.rows`` (or all of them) and ``attn_mask`` is over all positions.
         """
-        if cache is None:
-            for i, layer in enumerate(self.layers):
-                x = layer(x, memory=memory, cross_kv=None if cross_kv is None else cross_kv[i], attn_mask=attn_mask)
-            return x
+        rope = rope_rotation(self.positions(x.shape[1], cache, x.device), self.head_dim) if self.rope else None
         for i, layer in enumerate(self.layers):
             x = layer(x, memory=memory, cross_kv=None if cross_kv is None else cross_kv[i], attn_mask=attn_mask,
-                      cache=cache.layer(i))
-        cache.advance(x.shape[1])
+                      cache=None if cache is None else cache.layer(i), rope=rope)
+        if cache is not None:
+            cache.advance(x.shape[1])
         return x
+
+    @staticmethod
+    def positions(length: int, cache: KVCache | RowKVCache | None, device: torch.device) -> torch.Tensor:
+        """Positions of the ``length`` inputs: [T] after a :class:`KVCache`'s cached ones (from 0
+        without), or a :class:`RowKVCache`'s ``rows`` [B, R] when set."""
+        if isinstance(cache, RowKVCache) and cache.rows is not None:
+            return cache.rows
+        start = cache.length if isinstance(cache, KVCache) else 0
+        return torch.arange(start, start + length, device=device)
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's cross-attention keys/values for ``memory`` [B, S, D]: compute once, reuse per step."""

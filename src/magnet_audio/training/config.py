@@ -18,6 +18,7 @@ import yaml
 
 from ..conditioning import ConditionerConfig
 from ..errors import InputError
+from ..lm.base import POSITIONAL_EMBEDDINGS
 
 
 @dataclass
@@ -56,6 +57,7 @@ class ModelConfig:
     hidden_scale: int = 4
     subcodes_context: int = 5
     span_len: int = 3
+    positional_embedding: str = "sin"
     cfg_dropout: float = 0.3
     stage_weights: list[float] | None = None
     hybrid: bool = False
@@ -168,6 +170,10 @@ class TrainConfig:
             (self.model.num_layers >= 1 and self.model.hidden_scale >= 1,
              "model.num_layers and hidden_scale must be >= 1"),
             (self.model.span_len >= 1, "model.span_len must be >= 1"),
+            (self.model.positional_embedding in POSITIONAL_EMBEDDINGS,
+             f"model.positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}"),
+            (self.model.positional_embedding == "sin" or (self.model.dim // max(self.model.num_heads, 1)) % 2 == 0,
+             "model.positional_embedding rope needs an even head dimension (model.dim / model.num_heads)"),
             (self.model.hybrid_ar_weight >= 0, "model.hybrid_ar_weight must be >= 0"),
             (0 <= self.model.hybrid_max_prefix < 1, "model.hybrid_max_prefix must be in [0, 1)"),
             (self.optim.lr > 0, "optim.lr must be > 0"),

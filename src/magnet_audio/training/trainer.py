@@ -725,7 +725,8 @@ def build_lm(cfg: TrainConfig, meta: CacheMeta) -> MagnetLM:
         lm_cfg = MagnetLMConfig(dim=m.dim, num_heads=m.num_heads, num_layers=m.num_layers, hidden_scale=m.hidden_scale,
                                 n_q=meta.n_q, card=meta.card, segment_duration=cfg.data.segment_duration,
                                 frame_rate=frame_rate, cfg_dropout=m.cfg_dropout, subcodes_context=m.subcodes_context,
-                                span_len=m.span_len, hybrid=m.hybrid, conditioner=copy.deepcopy(m.conditioner))
+                                span_len=m.span_len, hybrid=m.hybrid, conditioner=copy.deepcopy(m.conditioner),
+                                positional_embedding=m.positional_embedding)
         torch.manual_seed(cfg.seed)
         lm = MagnetLM(lm_cfg)
         init_lm_weights(lm)
