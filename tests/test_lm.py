@@ -242,3 +242,37 @@ def test_mismatched_weights_are_refused(fixture_dir, tmp_path):
     torch.save({"best_state": state, "xp.cfg": yaml.safe_dump(cfg)}, tmp_path / "state_dict.bin")
     with pytest.raises(CheckpointError, match="does not match"):
         load_lm_model(tmp_path, device="cpu")
+
+
+def _audiocraft_rope_export(path, lm, frequencies):
+    """An audiocraft-layout export of ``lm`` whose state dict carries audiocraft's rope buffer."""
+    import yaml
+    state = {**lm.state_dict(), "transformer.rope.frequencies": frequencies}
+    torch.save({"best_state": state, "xp.cfg": yaml.safe_dump(lm.cfg.to_xp_cfg()), "exported": True},
+               path / "state_dict.bin")
+
+
+def test_audiocraft_rope_checkpoint_loads_and_its_buffer_is_checked(tmp_path):
+    lm = _random_lm(32, 2, 2, 16, 4, ctx=5, positional_embedding="rope")
+    head_frequencies = 10000.0 ** (-torch.arange(0, 16, 2, dtype=torch.float32) / 16)
+    _audiocraft_rope_export(tmp_path, lm, head_frequencies.half())  # audiocraft's fp16 exports round it
+    loaded = load_lm_model(tmp_path, device="cpu")
+    assert loaded.cfg.positional_embedding == "rope"
+    codes, memory = torch.randint(0, 17, (1, 4, 12)), lm.encode_text(["x"])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(codes, memory, stage=0), lm(codes, memory, stage=0))
+    _audiocraft_rope_export(tmp_path, lm, head_frequencies * 2)
+    with pytest.raises(CheckpointError, match="non-standard rotary frequencies"):
+        load_lm_model(tmp_path, device="cpu")
+
+
+def test_rope_state_dict_round_trips_through_audiocraft_layout():
+    from magnet_audio.lm.base import from_audiocraft_state, to_audiocraft_state
+    for positions in ("sin", "rope", "sin_rope"):
+        lm = _random_lm(32, 2, 1, 16, 4, ctx=5, positional_embedding=positions)
+        theirs = to_audiocraft_state(lm.state_dict(), lm.cfg)
+        assert ("transformer.rope.frequencies" in theirs) == (positions != "sin")
+        assert from_audiocraft_state(theirs, lm.cfg).keys() == lm.state_dict().keys()
+    sin_lm = _random_lm(32, 2, 1, 16, 4, ctx=5)  # a sin model given the buffer: strict loading refuses it
+    with pytest.raises(RuntimeError, match="rope.frequencies"):
+        sin_lm.load_state_dict(from_audiocraft_state(to_audiocraft_state(sin_lm.state_dict(), lm.cfg), sin_lm.cfg))

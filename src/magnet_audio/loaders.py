@@ -8,6 +8,7 @@ import torch
 
 from .checkpoints import OUR_WEIGHTS, load_export, load_our_weights, read_our_config, resolve_file
 from .errors import CheckpointError
+from .lm.base import from_audiocraft_state
 from .lm.magnet import MagnetLM, MagnetLMConfig
 from .names import AUDIOCRAFT_REPOS
 from .utils import resolve_device
@@ -47,6 +48,7 @@ def load_lm(name_or_path: str | os.PathLike, config_cls, model_cls, device: str 
         path = resolve_file(name_or_path, LM_FILENAME)
         state, xp_cfg = load_export(path)
         cfg = config_cls.from_xp_cfg(xp_cfg, frame_rate=frame_rate)
+        state = from_audiocraft_state(state, cfg)
         proj = state.get("condition_provider.conditioners.description.output_proj.weight")
         if proj is not None:
             cfg.conditioner.text_dim = proj.shape[1]

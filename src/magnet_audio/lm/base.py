@@ -15,10 +15,11 @@ from torch import nn
 
 from ..conditioning import ConditionerConfig, ConditionProvider, build_conditioner
 from ..errors import CheckpointError
-from .transformer import Transformer
+from .transformer import Transformer, rope_frequencies
 
 
 POSITIONAL_EMBEDDINGS = ("sin", "rope", "sin_rope")
+ROPE_BUFFER = "transformer.rope.frequencies"  # audiocraft's state-dict key; ours computes it
 
 
 @dataclass
@@ -114,6 +115,25 @@ class CodesLM(nn.Module):
         if codes.shape[1] != self.cfg.n_q:
             raise ValueError(f"expected {self.cfg.n_q} codebooks, got {codes.shape[1]}")
         return sum(self.emb[k](codes[:, k]) for k in range(self.cfg.n_q))
+
+def from_audiocraft_state(state: dict[str, torch.Tensor], cfg: LMConfig) -> dict[str, torch.Tensor]:
+    """An audiocraft LM state dict without the rotary-embedding buffer audiocraft stores and this
+    implementation computes; refused if its values are not the standard ones."""
+    if ROPE_BUFFER not in state or cfg.positional_embedding == "sin":
+        return state
+    stored = state[ROPE_BUFFER].float()
+    expected = rope_frequencies(cfg.dim // cfg.num_heads)
+    if stored.shape != expected.shape or not torch.allclose(stored, expected, rtol=1e-3, atol=0):
+        raise CheckpointError(f"{ROPE_BUFFER} holds non-standard rotary frequencies (max_period 10000 expected)")
+    return {k: v for k, v in state.items() if k != ROPE_BUFFER}
+
+
+def to_audiocraft_state(state: dict[str, torch.Tensor], cfg: LMConfig) -> dict[str, torch.Tensor]:
+    """Our LM state dict as audiocraft's: with its rotary-embedding buffer (float32) for rope models."""
+    if cfg.positional_embedding == "sin":
+        return dict(state)
+    return {**state, ROPE_BUFFER: rope_frequencies(cfg.dim // cfg.num_heads)}
+
 
 FUSER = {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [], "prepend": [],
          "cross": ["description"], "input_interpolate": []}

@@ -43,10 +43,15 @@ def rope_rotation(positions: torch.Tensor, head_dim: int, max_period: float = 10
     Pair i (channels 2i and 2i + 1 of a head) turns by ``position * max_period ** (-2i / head_dim)``,
     as audiocraft's ``RotaryEmbedding`` (``positional_embedding: rope``).
     """
+    return positions.to(torch.float32).unsqueeze(-1) * rope_frequencies(head_dim, max_period, positions.device)
+
+
+def rope_frequencies(head_dim: int, max_period: float = 10000.0, device: torch.device | None = None) -> torch.Tensor:
+    """The rotation speed of each channel pair, ``max_period ** (-2i / head_dim)`` [head_dim / 2] (float32;
+    audiocraft stores it as the buffer ``transformer.rope.frequencies``)."""
     if head_dim % 2:
         raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim}")
-    freqs = max_period ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
-    return positions.to(torch.float32).unsqueeze(-1) * freqs
+    return max_period ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
 
 
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ import yaml
 
 from ..checkpoints import OUR_CONFIG as CONFIG_FILE, OUR_FORMAT as FORMAT, OUR_WEIGHTS as SAFETENSORS_FILE
 from ..errors import CheckpointError, InputError
+from ..lm.base import to_audiocraft_state
 from ..lm.magnet import MagnetLM, MagnetLMConfig
 from ..loaders import CODEC_FILENAME, LM_FILENAME
 from ..utils import write_atomic
@@ -103,7 +104,7 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype).contiguous()
              for k, v in lm.state_dict().items()}
-    package = {"best_state": state, "xp.cfg": yaml.safe_dump(lm_cfg.to_xp_cfg(), sort_keys=False),
+    package = {"best_state": to_audiocraft_state(state, lm_cfg), "xp.cfg": yaml.safe_dump(lm_cfg.to_xp_cfg(), sort_keys=False),
                "version": f"magnet_audio {__version__}", "exported": True}
     write_atomic(lambda tmp: torch.save(package, tmp), out / LM_FILENAME)
     if isinstance(codec_model, EncodecModel):  # our spectral codec has no audiocraft form
