@@ -171,6 +171,7 @@ def transformer_lm_section(dim: int, num_heads: int, num_layers: int, hidden_sca
         "card": card, "dropout": 0.0, "emb_lr": None, "activation": "gelu", "norm_first": True, "bias_ff": False,
         "bias_attn": False, "bias_proj": False, "past_context": None, "causal": causal, "custom": False,
         "memory_efficient": True, "attention_as_float32": False, "layer_scale": None,
-        "positional_embedding": positional_embedding, "xpos": False, "checkpointing": "none", "weight_init": "gaussian", "depthwise_init": "current",
+        "positional_embedding": positional_embedding, "xpos": False, "checkpointing": "none",
+        "weight_init": "gaussian", "depthwise_init": "current",
         "zero_bias_init": True, "norm": "layer_norm", "cross_attention": False, "qk_layer_norm": False,
         "qk_layer_norm_cross": False, "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False}
