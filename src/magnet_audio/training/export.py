@@ -105,7 +105,8 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     state = {k: v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype).contiguous()
              for k, v in lm.state_dict().items()}
     package = {"best_state": to_audiocraft_state(state, lm_cfg),
-               "xp.cfg": yaml.safe_dump(lm_cfg.to_xp_cfg(), sort_keys=False), "version": f"magnet_audio {__version__}", "exported": True}
+               "xp.cfg": yaml.safe_dump(lm_cfg.to_xp_cfg(), sort_keys=False),
+               "version": f"magnet_audio {__version__}", "exported": True}
     write_atomic(lambda tmp: torch.save(package, tmp), out / LM_FILENAME)
     if isinstance(codec_model, EncodecModel):  # our spectral codec has no audiocraft form
         write_atomic(lambda tmp: save_audiocraft_export(codec_model, tmp), out / CODEC_FILENAME)
