@@ -10,10 +10,10 @@ keys/values to it and attends over everything cached so far. Causality is the ca
 a full pass stores every position's keys/values; a later pass over a subset of the positions
 (``RowKVCache.rows``) writes only theirs and attends over all of them. Without a cache nothing changes.
 
-Positions: the LMs add :func:`sin_embedding` to their input (audiocraft's ``positional_embedding:
-sin``); a ``Transformer(rope=True)`` also rotates each self-attention query and key by its position
-(``rope``, :func:`rope_rotation`). The rotated keys are what the caches store, so a cached key keeps
-the position it was computed at.
+Positions (audiocraft's ``positional_embedding``): with ``sin`` or ``sin_rope`` the LMs add
+:func:`sin_embedding` to their input; with ``rope`` or ``sin_rope`` a ``Transformer(rope=True)``
+rotates each self-attention query and key by its position (:func:`rope_rotation`). The rotated keys
+are what the caches store, so a cached key keeps the position it was computed at.
 """
 
 from __future__ import annotations
