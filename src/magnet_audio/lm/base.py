@@ -116,6 +116,7 @@ class CodesLM(nn.Module):
             raise ValueError(f"expected {self.cfg.n_q} codebooks, got {codes.shape[1]}")
         return sum(self.emb[k](codes[:, k]) for k in range(self.cfg.n_q))
 
+
 def from_audiocraft_state(state: dict[str, torch.Tensor], cfg: LMConfig) -> dict[str, torch.Tensor]:
     """An audiocraft LM state dict without the rotary-embedding buffer audiocraft stores and this
     implementation computes; refused if its values are not the standard ones."""
