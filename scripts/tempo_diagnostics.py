@@ -1,4 +1,4 @@
-"""Where does a model lose the prompt's tempo? The three checks behind the default model card's
+"""Where does a model lose the prompt's tempo? The checks behind the default model card's
 "Why" and "Where tempo is lost" paragraphs, on a ``magnet data synth`` dataset:
 
 1. text: does the frozen text encoder carry the bpm? A ridge regression from each caption's
@@ -13,12 +13,21 @@
    the middle of each held-out render's codebook 0 (stage 0: codebooks 1-3 hidden), given the true
    context, the true context only within a few frames of the block (another render's codes beyond),
    another render's codes all around, or nothing (all of codebook 0 masked).
+5. left-to-right: can the LM keep a beat when sampled one span at a time? After the first
+   ``--prefix`` seconds of each real held-out render, codebook 0 is sampled left to right, one span
+   (3 frames) a step, each given all that came before and nothing after (MAGNeT's confidence order and
+   parallel steps out of the way), with codebooks 1-3 uniformly random words (they do not carry the
+   beat: see the model card); pulse clarity of the added audio.
+
+The decoding check also reports two statistics of the first codebook's tokens, next to the held-out
+renders' own: distinct tokens per clip and the share of frames that repeat the previous frame's token.
 
     .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --n 24
     .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --checks decoding \\
         --settings '{"steps 60": {"decoding_steps": [60, 10, 10, 10]}, "temperature 0.3": {"temperature": 0.3}}'
 
-About 5 min of CPU per 24 clips per decoding setting, and the same for the continuation check.
+About 5 min of CPU per 24 clips per decoding setting, and the same for the continuation and
+left-to-right checks.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import torch
 
 from magnet_audio import MAGNeT
 from magnet_audio.audio import audio_read, convert_audio
+from magnet_audio.decoding.sampling import sample
 from magnet_audio.evaluation import adherence as A
 
 
@@ -101,18 +111,53 @@ def context_check(model: MAGNeT, data: Path, rows: list[dict]) -> None:
     print(f"context:   nothing visible {block_ce(blank):.3f}")
 
 
-def generate_batches(model: MAGNeT, prompts: list[str], batch: int, audio=None) -> list[torch.Tensor]:
-    """Mono clips [T] for ``prompts`` (continuing ``audio[i]`` [1, T] when given), seeded per batch."""
-    out = []
+def token_stats(codes: torch.Tensor) -> str:
+    """Distinct tokens per clip and the share of frames repeating the previous token, in codebook 0
+    of codes [B, K, T]."""
+    first = codes[:, 0]
+    distinct = np.mean([len(torch.unique(row)) for row in first])
+    repeats = (first[:, 1:] == first[:, :-1]).float().mean().item()
+    return f"codebook 0: {distinct:.1f} distinct tokens per clip, repeat rate {repeats:.3f}"
+
+
+def generate_batches(model: MAGNeT, prompts: list[str], batch: int, audio=None
+                     ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Mono clips [T] for ``prompts`` (continuing ``audio[i]`` [1, T] when given), seeded per batch,
+    and their codes [N, K, T']."""
+    out, codes = [], []
     for start in range(0, len(prompts), batch):
         torch.manual_seed(start)
         texts = prompts[start:start + batch]
         if audio is None:
-            wav = model.generate(texts)
+            wav, tokens = model.generate(texts, return_tokens=True)
         else:
-            wav = model.generate_continuation(torch.stack(audio[start:start + batch]), model.sample_rate, texts)
+            wav, tokens = model.generate_continuation(torch.stack(audio[start:start + batch]), model.sample_rate,
+                                                      texts, return_tokens=True)
         out += [w[0] for w in wav]
-    return out
+        codes.append(tokens)
+    return out, torch.cat(codes)
+
+
+@torch.no_grad()
+def sample_left_to_right(model: MAGNeT, prompt: torch.Tensor, texts: list[str], length: int,
+                         span: int = 3, cfg_coef: float = 3.0, temperature: float = 1.0,
+                         top_p: float = 0.9) -> torch.Tensor:
+    """Codes [B, K, length]: codebook 0 after prompt [B, K, P] sampled ``span`` frames a step, each
+    step given the frames before it (later ones masked, and codebooks 1-3 after the prompt, as
+    MAGNeT's decoding of codebook 0 sees them), with classifier-free guidance ``cfg_coef``; then
+    codebooks 1-3 after the prompt become uniformly random words."""
+    lm = model.lm
+    B, K, P = prompt.shape
+    memory = lm.encode_text(list(texts) + [None] * B)
+    codes = torch.full((B, K, length), lm.mask_id, dtype=torch.long, device=prompt.device)
+    codes[..., :P] = prompt
+    for start in range(P, length, span):
+        end = min(start + span, length)
+        cond, uncond = lm(torch.cat([codes, codes]), memory, stage=0)[:, 0, start:end].float().split(B)
+        probs = torch.softmax((uncond + (cond - uncond) * cfg_coef) / temperature, dim=-1)
+        codes[:, 0, start:end] = sample(probs, top_p=top_p)[0][..., 0]
+    codes[:, 1:, P:] = torch.randint(0, lm.cfg.card, (B, K - 1, length - P), device=codes.device)
+    return codes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="magnet-audio/synth-music")
     parser.add_argument("--n", type=int, default=24, help="held-out prompts for the decoding and continuation checks")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--checks", default="text,decoding,continuation,context")
+    parser.add_argument("--checks", default="text,decoding,continuation,context,left-to-right")
     parser.add_argument("--settings", default='{"recommended": {}}',
                         help="JSON {name: set_generation_params overrides} for the decoding check")
     parser.add_argument("--prefix", type=float, default=3.0, help="seconds of real audio the continuation keeps")
@@ -132,9 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.prefix <= 0:
         parser.error(f"--prefix must be a positive number of seconds, got {args.prefix}")
     checks = {c.strip() for c in args.checks.split(",") if c.strip()}
-    unknown = checks - {"text", "decoding", "continuation", "context"}
+    known = ("text", "decoding", "continuation", "context", "left-to-right")
+    unknown = checks - set(known)
     if unknown:
-        parser.error(f"unknown checks {sorted(unknown)}: choose from text, decoding, continuation, context")
+        parser.error(f"unknown checks {sorted(unknown)}: choose from {', '.join(known)}")
     try:
         settings = json.loads(args.settings)
     except json.JSONDecodeError as exc:
@@ -148,25 +194,39 @@ def main(argv: list[str] | None = None) -> None:
     rows = heldout[:args.n]
     prompts = [r["description"] for r in rows]
     model = MAGNeT.get_pretrained(args.model)
-    if "continuation" in checks and args.prefix >= model.max_duration:
+    if checks & {"continuation", "left-to-right"} and args.prefix >= model.max_duration:
         parser.error(f"--prefix must be shorter than the model's window ({model.max_duration:g} s), got {args.prefix}")
     recommended = getattr(model, "recommended_generation_params", {})  # the model's config.json options
     sr = model.sample_rate
     if "text" in checks:
         text_check(model, train, heldout)
+    real = [audio_read(args.data / r["path"], sample_rate=sr, channels=1)[0] for r in rows]
     if "decoding" in checks:
+        print(f"decoding: the held-out renders' {token_stats(model.encode_prompt(torch.stack(real), sr))}")
         for name, overrides in settings.items():
             model.set_generation_params(**{**recommended, **overrides})
-            clips = generate_batches(model, prompts, args.batch)
-            print(f"decoding '{name}': pulse clarity of {len(clips)} clips: {summary([pulse(w, sr) for w in clips])}")
+            clips, codes = generate_batches(model, prompts, args.batch)
+            print(f"decoding '{name}': pulse clarity of {len(clips)} clips: {summary([pulse(w, sr) for w in clips])}; "
+                  f"{token_stats(codes)}")
     if "context" in checks:
         context_check(model, args.data, heldout[:max(args.n, 2)])
-    if "continuation" in checks:
-        keep = int(args.prefix * sr)
-        real = [audio_read(args.data / r["path"], sample_rate=sr, channels=1)[0] for r in rows]
-        clips = generate_batches(model, prompts, args.batch, audio=[w[:, :keep] for w in real])
+    keep = int(args.prefix * sr)
+    if "continuation" in checks or "left-to-right" in checks:
         print(f"continuation: real renders after {args.prefix:g} s: {summary([pulse(w[0, keep:], sr) for w in real])}")
+    if "continuation" in checks:
+        clips, _ = generate_batches(model, prompts, args.batch, audio=[w[:, :keep] for w in real])
         print(f"continuation: generated after the real {args.prefix:g} s: "
+              f"{summary([pulse(w[keep:], sr) for w in clips])}")
+    if "left-to-right" in checks:
+        frames, span = int(model.max_duration * model.frame_rate), model.lm.cfg.span_len
+        clips = []
+        for start in range(0, len(rows), args.batch):
+            torch.manual_seed(start)
+            prompt = model.encode_prompt(torch.stack([w[:, :keep] for w in real[start:start + args.batch]]), sr)
+            codes = sample_left_to_right(model, prompt, prompts[start:start + args.batch], frames, span,
+                                         recommended.get("max_cfg_coef", 3.0), recommended.get("temperature", 1.0))
+            clips += [w[0] for w in model.generate_audio(codes)]
+        print(f"left-to-right: codebook 0 sampled {span} frames a step after the real {args.prefix:g} s: "
               f"{summary([pulse(w[keep:], sr) for w in clips])}")
 
 
