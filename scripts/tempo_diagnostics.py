@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("data", type=Path, help="a magnet data synth folder (train.jsonl, heldout.jsonl)")
     parser.add_argument("--model", default="magnet-audio/synth-music")
-    parser.add_argument("--n", type=int, default=24, help="held-out prompts for the decoding and continuation checks")
+    parser.add_argument("--n", type=int, default=24,
+                        help="held-out prompts for the decoding, continuation and left-to-right checks")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--checks", default="text,decoding,continuation,context,left-to-right")
     parser.add_argument("--settings", default='{"recommended": {}}',
