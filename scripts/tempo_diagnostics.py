@@ -19,10 +19,18 @@
    parallel steps out of the way), with codebooks 1-3 uniformly random words (they do not carry the
    beat: see the model card); pulse clarity of the added audio.
 
+6. rhythm: how much the beat grid of each held-out render's bpm (first beat at the start, 16
+   sixteenth-note slots of a 4/4 bar) says about its first codebook's tokens after the first 0.5 s:
+   the rate of token changes on beats, on the other eighth notes and on the other sixteenths, and the
+   mutual information of the slot with the token and with whether it changes, next to the same with
+   each render paired with another render's bpm (chance, which also holds the estimate's bias). It
+   bounds what knowing the beat can save an LM's cross-entropy.
+
 The decoding check also reports two statistics of the first codebook's tokens, next to the held-out
 renders' own: distinct tokens per clip and the share of frames that repeat the previous frame's token.
 
     .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --n 24
+    .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --checks rhythm --n 108
     .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --checks decoding \\
         --settings '{"steps 60": {"decoding_steps": [60, 10, 10, 10]}, "temperature 0.3": {"temperature": 0.3}}'
 
@@ -120,6 +128,48 @@ def token_stats(codes: torch.Tensor) -> str:
     return f"codebook 0: {distinct:.1f} distinct tokens per clip, repeat rate {repeats:.3f}"
 
 
+def beat_slots(frames: int, bpm: float, frame_rate: float) -> np.ndarray:
+    """The sixteenth-note slot (0-15) of a 4/4 bar of each frame, the first beat on frame 0."""
+    return (np.round(np.arange(frames) / frame_rate * bpm / 60 * 4) % 16).astype(int)
+
+
+def mutual_information(counts: np.ndarray) -> float:
+    """I(X; Y) in nats from a table of counts [X values, Y values]."""
+    p = counts / counts.sum()
+    px, py = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
+    nonzero = p > 0
+    return float((p[nonzero] * np.log(p[nonzero] / (px @ py)[nonzero])).sum())
+
+
+def rhythm_stats(codes: torch.Tensor, bpms: list[float], frame_rate: float, card: int, skip: int = 25) -> dict:
+    """Codebook 0 of codes [B, K, T] against each clip's beat grid (frames from ``skip`` on): the
+    rate of token changes on beats, on the other eighths and on the other sixteenths, and
+    I(slot; change) and I(slot; token) in nats per frame."""
+    tokens = np.zeros((16, card))
+    changes = np.zeros((16, 2))
+    for row, bpm in zip(codes[:, 0].numpy(), bpms):
+        slots = beat_slots(len(row), bpm, frame_rate)[skip:]
+        changed = (row[1:] != row[:-1])[skip - 1:].astype(int)
+        np.add.at(tokens, (slots, row[skip:]), 1)
+        np.add.at(changes, (slots, changed), 1)
+    rate = changes[:, 1] / np.maximum(changes.sum(1), 1)
+    return {"beats": rate[0::4].mean(), "eighths": rate[2::4].mean(), "sixteenths": rate[1::2].mean(),
+            "mi_change": mutual_information(changes), "mi_token": mutual_information(tokens)}
+
+
+def rhythm_check(model: MAGNeT, rows: list[dict], real: list[torch.Tensor]) -> None:
+    codes = torch.cat([model.encode_prompt(w[None], model.sample_rate) for w in real])
+    bpms = [float(r["bpm"]) for r in rows]
+    card, fr = model.lm.cfg.card, model.frame_rate
+    own = rhythm_stats(codes, bpms, fr, card)
+    other = rhythm_stats(codes, bpms[1:] + bpms[:1], fr, card)  # each render with the next one's bpm
+    print(f"rhythm: {len(rows)} renders, codebook 0 after 0.5 s: token changes on beats {own['beats']:.3f}, other "
+          f"eighths {own['eighths']:.3f}, other sixteenths {own['sixteenths']:.3f} (another render's bpm: "
+          f"{other['beats']:.3f}, {other['eighths']:.3f}, {other['sixteenths']:.3f})")
+    print(f"rhythm: I(slot; change) {own['mi_change']:.4f} nats/frame (another render's bpm {other['mi_change']:.4f}), "
+          f"I(slot; token) {own['mi_token']:.4f} ({other['mi_token']:.4f})")
+
+
 def generate_batches(model: MAGNeT, prompts: list[str], batch: int, audio=None
                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Mono clips [T] for ``prompts`` (continuing ``audio[i]`` [1, T] when given), seeded per batch,
@@ -168,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=24,
                         help="held-out prompts for the decoding, continuation and left-to-right checks")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--checks", default="text,decoding,continuation,context,left-to-right")
+    parser.add_argument("--checks", default="text,decoding,continuation,context,left-to-right,rhythm")
     parser.add_argument("--settings", default='{"recommended": {}}',
                         help="JSON {name: set_generation_params overrides} for the decoding check")
     parser.add_argument("--prefix", type=float, default=3.0, help="seconds of real audio the continuation keeps")
@@ -178,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.prefix <= 0:
         parser.error(f"--prefix must be a positive number of seconds, got {args.prefix}")
     checks = {c.strip() for c in args.checks.split(",") if c.strip()}
-    known = ("text", "decoding", "continuation", "context", "left-to-right")
+    known = ("text", "decoding", "continuation", "context", "left-to-right", "rhythm")
     unknown = checks - set(known)
     if unknown:
         parser.error(f"unknown checks {sorted(unknown)}: choose from {', '.join(known)}")
@@ -209,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
             clips, codes = generate_batches(model, prompts, args.batch)
             print(f"decoding '{name}': pulse clarity of {len(clips)} clips: {summary([pulse(w, sr) for w in clips])}; "
                   f"{token_stats(codes)}")
+    if "rhythm" in checks:
+        rhythm_check(model, rows, real)
     if "context" in checks:
         context_check(model, args.data, heldout[:max(args.n, 2)])
     keep = int(args.prefix * sr)

@@ -1,9 +1,11 @@
-"""scripts/tempo_diagnostics.py: the first-codebook token statistics and the left-to-right sampler
-behind the default model card's tempo paragraphs."""
+"""scripts/tempo_diagnostics.py: the first-codebook token statistics, the left-to-right sampler and
+the beat-grid statistics behind the default model card's tempo paragraphs."""
 
 import importlib.util
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +59,24 @@ def test_left_to_right_keeps_the_prompt_and_samples_each_span_from_the_past(diag
     torch.manual_seed(1)
     again = diagnostics.sample_left_to_right(model, prompt, texts, 15, temperature=1e-4)
     assert torch.equal(again[:, 0], codes[:, 0]) and not torch.equal(again[:, 1:, 9:], codes[:, 1:, 9:])
+
+
+def test_mutual_information_of_count_tables(diagnostics):
+    assert diagnostics.mutual_information(np.ones((4, 3))) == pytest.approx(0.0, abs=1e-12)  # independent
+    assert diagnostics.mutual_information(np.eye(2) * 5) == pytest.approx(math.log(2))  # one determines the other
+
+
+def test_rhythm_stats_of_tokens_that_change_on_the_beat_only(diagnostics):
+    slots = diagnostics.beat_slots(200, 120.0, 50.0)
+    assert slots[:13].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2] and slots[25] == 4  # a beat every 25 frames
+    row = np.zeros(200, dtype=np.int64)
+    for t in range(1, 200):
+        row[t] = (row[t - 1] + 1) % 8 if slots[t] % 4 == 0 else row[t - 1]  # a new token in every beat slot frame
+    codes = torch.from_numpy(np.stack([row, row]))[:, None].expand(2, 4, 200)
+    stats = diagnostics.rhythm_stats(codes, [120.0, 120.0], 50.0, card=8)
+    assert (stats["beats"], stats["eighths"], stats["sixteenths"]) == (1.0, 0.0, 0.0)
+    p = float(np.mean(slots[25:] % 4 == 0))  # share of frames in a beat slot: then the change is known
+    assert stats["mi_change"] == pytest.approx(-p * math.log(p) - (1 - p) * math.log(1 - p))
+    assert 0 < stats["mi_token"] <= math.log(8)
+    shifted = diagnostics.rhythm_stats(codes, [100.0, 100.0], 50.0, card=8)  # the wrong tempo: weaker
+    assert shifted["mi_change"] < stats["mi_change"] / 2
