@@ -18,13 +18,12 @@
    (3 frames) a step, each given all that came before and nothing after (MAGNeT's confidence order and
    parallel steps out of the way), with codebooks 1-3 uniformly random words (they do not carry the
    beat: see the model card); pulse clarity of the added audio.
-
 6. rhythm: how much the beat grid of each held-out render's bpm (first beat at the start, 16
    sixteenth-note slots of a 4/4 bar) says about its first codebook's tokens after the first 0.5 s:
    the rate of token changes on beats, on the other eighth notes and on the other sixteenths, and the
    mutual information of the slot with the token and with whether it changes, next to the same with
    each render paired with another render's bpm (chance, which also holds the estimate's bias). It
-   bounds what knowing the beat can save an LM's cross-entropy.
+   bounds what knowing the beat can save an LM's cross-entropy. Renders without a bpm are left out.
 
 The decoding check also reports two statistics of the first codebook's tokens, next to the held-out
 renders' own: distinct tokens per clip and the share of frames that repeat the previous frame's token.
@@ -157,13 +156,17 @@ def rhythm_stats(codes: torch.Tensor, bpms: list[float], frame_rate: float, card
             "mi_change": mutual_information(changes), "mi_token": mutual_information(tokens)}
 
 
-def rhythm_check(model: MAGNeT, rows: list[dict], real: list[torch.Tensor]) -> None:
-    codes = torch.cat([model.encode_prompt(w[None], model.sample_rate) for w in real])
-    bpms = [float(r["bpm"]) for r in rows]
+def rhythm_check(model: MAGNeT, rows: list[dict], codes: torch.Tensor) -> None:
+    """The rhythm check on the renders of ``rows`` (their codes [N, K, T]) that have a bpm."""
+    keep = [i for i, r in enumerate(rows) if isinstance(r.get("bpm"), (int, float)) and r["bpm"] > 0]
+    if len(keep) < 2:
+        print(f"rhythm: skipped, {len(keep)} of {len(rows)} renders have a bpm (2 needed)")
+        return
+    codes, bpms = codes[keep], [float(rows[i]["bpm"]) for i in keep]
     card, fr = model.lm.cfg.card, model.frame_rate
     own = rhythm_stats(codes, bpms, fr, card)
     other = rhythm_stats(codes, bpms[1:] + bpms[:1], fr, card)  # each render with the next one's bpm
-    print(f"rhythm: {len(rows)} renders, codebook 0 after 0.5 s: token changes on beats {own['beats']:.3f}, other "
+    print(f"rhythm: {len(bpms)} renders, codebook 0 after 0.5 s: token changes on beats {own['beats']:.3f}, other "
           f"eighths {own['eighths']:.3f}, other sixteenths {own['sixteenths']:.3f} (another render's bpm: "
           f"{other['beats']:.3f}, {other['eighths']:.3f}, {other['sixteenths']:.3f})")
     print(f"rhythm: I(slot; change) {own['mi_change']:.4f} nats/frame (another render's bpm {other['mi_change']:.4f}), "
@@ -252,15 +255,16 @@ def main(argv: list[str] | None = None) -> None:
     if "text" in checks:
         text_check(model, train, heldout)
     real = [audio_read(args.data / r["path"], sample_rate=sr, channels=1)[0] for r in rows]
+    real_codes = model.encode_prompt(torch.stack(real), sr) if checks & {"decoding", "rhythm"} else None
     if "decoding" in checks:
-        print(f"decoding: the held-out renders' {token_stats(model.encode_prompt(torch.stack(real), sr))}")
+        print(f"decoding: the held-out renders' {token_stats(real_codes)}")
         for name, overrides in settings.items():
             model.set_generation_params(**{**recommended, **overrides})
             clips, codes = generate_batches(model, prompts, args.batch)
             print(f"decoding '{name}': pulse clarity of {len(clips)} clips: {summary([pulse(w, sr) for w in clips])}; "
                   f"{token_stats(codes)}")
     if "rhythm" in checks:
-        rhythm_check(model, rows, real)
+        rhythm_check(model, rows, real_codes)
     if "context" in checks:
         context_check(model, args.data, heldout[:max(args.n, 2)])
     keep = int(args.prefix * sr)

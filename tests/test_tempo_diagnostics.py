@@ -80,3 +80,11 @@ def test_rhythm_stats_of_tokens_that_change_on_the_beat_only(diagnostics):
     assert 0 < stats["mi_token"] <= math.log(8)
     shifted = diagnostics.rhythm_stats(codes, [100.0, 100.0], 50.0, card=8)  # the wrong tempo: weaker
     assert shifted["mi_change"] < stats["mi_change"] / 2
+
+
+def test_rhythm_check_leaves_out_renders_without_a_bpm(diagnostics, model, capsys):
+    codes = torch.randint(0, model.lm.cfg.card, (3, 4, 100))
+    diagnostics.rhythm_check(model, [{"bpm": 120}, {"bpm": None}, {}], codes)
+    assert "skipped, 1 of 3 renders have a bpm" in capsys.readouterr().out
+    diagnostics.rhythm_check(model, [{"bpm": 120}, {"bpm": None}, {"bpm": 90.5}], codes)
+    assert capsys.readouterr().out.startswith("rhythm: 2 renders")
