@@ -138,6 +138,16 @@ def test_generator_fast_mode(tmp_path):
     (exact,) = generator.generate("exact one", str(FIXTURES), 1.0, "2,1,1,1", 10, 1, 3.0, 0.9, 7)
     params = generator.loaded(str(FIXTURES)).generation_params
     assert exact["fast"] is False and (params.kv_cache_refresh, params.int8) == (1, False)
+    assert exact["beat_lock"] == 0.0
+
+
+def test_generator_keeps_the_models_beat_lock(tmp_path):
+    """The form has no beat-lock control: the model's recommendation applies, and is recorded per clip."""
+    pytest.importorskip("matplotlib", reason="the `app` extra is not installed: pip install -e '.[app]'")
+    generator = Generator([str(FIXTURES)], t5_path=str(T5), device="cpu", output_dir=tmp_path)
+    generator.get_model(str(FIXTURES)).recommended_generation_params = {"beat_lock": 0.06}
+    (result,) = generator.generate("techno, 120 bpm", str(FIXTURES), 1.0, "2,1,1,1", 10, 1, 3.0, 0.9, 7)
+    assert result["beat_lock"] == 0.06 and generator.loaded(str(FIXTURES)).generation_params.beat_lock == 0.06
 
 
 def test_cli_refuses_silent_exposure(capsys):

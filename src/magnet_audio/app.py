@@ -293,7 +293,7 @@ class Generator:
             model.set_generation_params(
                 top_p=params["top_p"], temperature=params["temperature"], max_cfg_coef=params["max_cfg_coef"],
                 min_cfg_coef=params["min_cfg_coef"], decoding_steps=decoding_steps, duration=params["duration"],
-                fast=params["fast"])
+                fast=params["fast"], beat_lock=model.recommended_generation_params.get("beat_lock", 0.0))
 
             def on_step(step: int, total: int) -> None:
                 if progress is not None:
@@ -328,7 +328,8 @@ class Generator:
                 "duration_s": round(one.shape[-1] / sample_rate, 4), "model": model_name, "seed": params["seed"],
                 "decoding_steps": decoding_steps, "max_cfg_coef": params["max_cfg_coef"],
                 "min_cfg_coef": params["min_cfg_coef"], "temperature": params["temperature"],
-                "top_p": params["top_p"], "fast": params["fast"], "generation_s": round(elapsed, 3),
+                "top_p": params["top_p"], "beat_lock": model.generation_params.beat_lock, "fast": params["fast"],
+                "generation_s": round(elapsed, 3),
             })
         return results
 

@@ -21,6 +21,7 @@ from .codec.model import EncodecModel
 from .decoding import GenerationParams, generate_codes
 from .decoding.magnet import fast_options
 from .decoding.ar import ARGenerationParams
+from .decoding.beats import beat_spans, prompt_tempi
 from .decoding.hybrid import check_pair, generate_hybrid_codes
 from .decoding.rescoring import ARRescorer
 from .genmodel import BaseGenModel, check_descriptions, codec_source
@@ -79,7 +80,7 @@ class MAGNeT(BaseGenModel):
                               decoding_steps: Sequence[int] = (20, 10, 10, 10),
                               span_arrangement: str = "nonoverlap", anneal_temp: bool = True,
                               span_scoring: str = "max", rescorer=None, rescore_weight: float = 0.5,
-                              duration: float | None = None, extend_stride: float | None = None,
+                              beat_lock: float = 0.0, duration: float | None = None, extend_stride: float | None = None,
                               fast: bool = False, kv_cache_refresh: int | None = None,
                               cfg_skip_threshold: float | None = None, cfg_null_refresh: int | None = None,
                               int8: bool | None = None, half: bool | None = None,
@@ -90,6 +91,12 @@ class MAGNeT(BaseGenModel):
             model's codec, whose probabilities of the sampled tokens are mixed with MAGNeT's,
             ``(1 - rescore_weight) * p_MAGNeT + rescore_weight * p_rescorer``, to choose the spans
             to re-mask (the paper's rescoring). None: plain MAGNeT.
+        beat_lock: seconds (rounded to whole spans of the LM, at least one) at the start of every
+            beat of the tempo a prompt names ("120 bpm", "tempo 96", "slow", "uptempo":
+            :func:`~magnet_audio.conditioning.tempo.tempo_from_text`) that share their tokens, chosen
+            by the LM (:mod:`~magnet_audio.decoding.beats`), so that the clip keeps that tempo; the
+            beats start at the beginning of the piece (of the prompt audio in continuations). 0: off;
+            prompts that name no tempo decode as usual.
         duration: seconds to generate (default: the model's window, ``max_duration``). Longer
             durations slide the window by ``extend_stride`` seconds (default half the window): each
             new window is prompted with the last ``max_duration - extend_stride`` seconds generated.
@@ -109,7 +116,7 @@ class MAGNeT(BaseGenModel):
             use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
             max_cfg_coef=max_cfg_coef, min_cfg_coef=min_cfg_coef, decoding_steps=list(decoding_steps),
             span_arrangement=span_arrangement, anneal_temp=anneal_temp, span_scoring=span_scoring,
-            rescore_weight=rescore_weight, **options,
+            rescore_weight=rescore_weight, beat_lock=beat_lock, **options,
         ).validate(self.lm.num_codebooks)
         if params.int8 and self.device.type != "cpu":
             raise InputError(f"int8 decoding runs on CPU only (the model is on {self.device.type})")
@@ -192,19 +199,27 @@ class MAGNeT(BaseGenModel):
             with torch.no_grad(), autocast:
                 memory = self.lm.encode_text(list(descriptions) + [None] * B)
                 rescorer = ARRescorer(self.rescorer, descriptions) if self.rescorer is not None else None
+                bpm = prompt_tempi(descriptions) if params.beat_lock > 0 else None
+                spans = max(1, round(params.beat_lock * self.frame_rate / self.lm.cfg.span_len))
+
+                def tied(length: int, first_frame: int = 0) -> torch.Tensor | None:
+                    return None if bpm is None else beat_spans(bpm, length, self.frame_rate, self.lm.cfg.span_len,
+                                                               first_frame, spans).to(self.device)
+
                 if hybrid is None:
                     codes = generate_codes(self.lm, memory, params, max_len, prompt=prompt, num_samples=B,
-                                           callback=callback, rescorer=rescorer)
+                                           callback=callback, rescorer=rescorer, tied=tied(max_len))
                 else:
                     ar_lm, ar_params, prefix_len = hybrid
                     ar_memory = (memory if ar_lm.condition_provider is self.lm.condition_provider  # own view
                                  else ar_lm.encode_text(list(descriptions) + [None] * B))
                     codes = generate_hybrid_codes(ar_lm, ar_memory, ar_params, self.lm, memory, params, prefix_len,
                                                   max_len, prompt=prompt, num_samples=B, callback=callback,
-                                                  rescorer=rescorer)
+                                                  rescorer=rescorer, tied=tied(max_len))
                 for gen_len in later:  # long-form: the last `context` frames prompt the next window
                     new = generate_codes(self.lm, memory, params, gen_len, prompt=codes[..., -context:],
-                                         num_samples=B, callback=callback, rescorer=rescorer)
+                                         num_samples=B, callback=callback, rescorer=rescorer,
+                                         tied=tied(gen_len, codes.shape[-1] - context))
                     codes = torch.cat([codes, new[..., context:]], dim=-1)
                 if self.duration < self.max_duration or later:
                     codes = codes[..., :total_len]

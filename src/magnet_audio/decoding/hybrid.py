@@ -48,7 +48,7 @@ def generate_hybrid_codes(ar_lm: MusicGenLM, ar_memory: torch.Tensor | None, ar_
                           magnet_lm: MagnetLM, magnet_memory: torch.Tensor | None, params: GenerationParams,
                           prefix_len: int, max_len: int, prompt: torch.Tensor | None = None,
                           num_samples: int | None = None, callback: ProgressCallback | None = None,
-                          rescorer: Rescorer | None = None) -> torch.Tensor:
+                          rescorer: Rescorer | None = None, tied: torch.Tensor | None = None) -> torch.Tensor:
     """Codes [B, K, T]: ``prefix_len`` frames from ``ar_lm``, then MAGNeT up to ``max_len`` (cut to a
     multiple of the span length with ``nonoverlap`` spans, as plain MAGNeT decoding).
 
@@ -57,6 +57,7 @@ def generate_hybrid_codes(ar_lm: MusicGenLM, ar_memory: torch.Tensor | None, ar_
     prompt: codes [B, K, P] to continue; the AR model continues it up to ``prefix_len`` frames
         (nothing to do if P >= prefix_len), MAGNeT does the rest.
     callback: callback(step, total) over the AR steps, then the MAGNeT steps.
+    tied: beat spans [B, max_len] for MAGNeT beyond the prefix (see :func:`.magnet.generate_codes`).
     """
     check_pair(ar_lm, magnet_lm)
     if not 0 < prefix_len < max_len:
@@ -80,4 +81,4 @@ def generate_hybrid_codes(ar_lm: MusicGenLM, ar_memory: torch.Tensor | None, ar_
     else:
         prefix = prompt
     return generate_codes(magnet_lm, magnet_memory, params, max_len, prompt=prefix, num_samples=num_samples,
-                          callback=magnet_progress, rescorer=rescorer)
+                          callback=magnet_progress, rescorer=rescorer, tied=tied)

@@ -27,6 +27,7 @@ from ..lm.magnet import MagnetLM
 from ..lm.transformer import RowKVCache
 from ..lm.variants import half_dtype, inference_variant
 from .rescoring import Rescorer, combine_probs
+from .beats import NOT_TIED, pooled_beat_logprobs
 from .sampling import sample
 from .schedules import cfg_coef, mask_rates, num_to_mask, temperature
 from .spans import DONT_REMASK, chunk_scores, least_probable_spans
@@ -47,6 +48,9 @@ class GenerationParams:
     span_scoring: chunk confidence from the ``max`` token probability or the ``prod`` of them.
     rescore_weight: with a rescorer (see :mod:`.rescoring`), each sampled token's probability is
         (1 - w) * MAGNeT's + w * the rescorer's before spans are scored; unused without one.
+    beat_lock: seconds at the start of every beat of the tempo each prompt names that share their
+        tokens (rounded to whole spans, at least one; :mod:`.beats`); 0 = off. Prompts without a
+        tempo decode as usual.
 
     Fast-mode options (the defaults are exact):
     kv_cache_refresh: 1 = a full pass every step (exact); N > 1 = a full pass every N steps of a
@@ -71,6 +75,7 @@ class GenerationParams:
     anneal_temp: bool = True
     span_scoring: str = "max"
     rescore_weight: float = 0.5
+    beat_lock: float = 0.0
     kv_cache_refresh: int = 1
     cfg_skip_threshold: float = 0.0
     cfg_null_refresh: int = 1
@@ -95,6 +100,8 @@ class GenerationParams:
             raise InputError(f"span_arrangement must be 'nonoverlap' or 'stride1', got {self.span_arrangement!r}")
         if self.span_scoring not in ("max", "prod"):
             raise InputError(f"span_scoring must be 'max' or 'prod', got {self.span_scoring!r}")
+        if not self.beat_lock >= 0:
+            raise InputError(f"beat_lock must be >= 0 seconds, got {self.beat_lock}")
         if not 0.0 <= self.rescore_weight <= 1.0:
             raise InputError(f"rescore_weight must be in [0, 1], got {self.rescore_weight}")
         if int(self.kv_cache_refresh) != self.kv_cache_refresh or self.kv_cache_refresh < 1:
@@ -130,7 +137,8 @@ def fast_options(device: torch.device) -> dict:
 @torch.no_grad()
 def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: GenerationParams, max_len: int,
                    prompt: torch.Tensor | None = None, num_samples: int | None = None,
-                   callback: ProgressCallback | None = None, rescorer: Rescorer | None = None) -> torch.Tensor:
+                   callback: ProgressCallback | None = None, rescorer: Rescorer | None = None,
+                   tied: torch.Tensor | None = None) -> torch.Tensor:
     """Generate codes [B, K, T] (T = max_len, cut to a multiple of span_len for ``nonoverlap``).
 
     memory: cross-attention memory [2B, L, D], the B conditional rows then the B null rows (CFG),
@@ -139,6 +147,9 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
     callback: called as callback(step, total_steps) after each step.
     rescorer: an external model's probabilities of the sampled tokens, mixed into the span scores
         with ``params.rescore_weight`` (see :mod:`.rescoring`); None for plain MAGNeT.
+    tied: beat-locked decoding (:mod:`.beats`): offsets [B, max_len] from
+        :func:`~.beats.beat_spans`; in each codebook, the frames at the same offset share one token,
+        sampled before the codebook's steps and kept. Frames of the prompt stay the prompt's.
     """
     params.validate(lm.num_codebooks)
     device = next(lm.parameters()).device
@@ -158,10 +169,18 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
         raise InputError(f"memory has {memory.shape[0]} rows, expected {2 * B} (conditional + null)")
     codes = torch.full((B, K, max_len), lm.mask_id, dtype=torch.long, device=device)
     codes[..., :P] = prompt
+    if tied is not None:
+        if tied.shape != (B, max_len):
+            raise InputError(f"tied has shape {tuple(tied.shape)}, expected {(B, max_len)}")
+        tied = tied.to(device).clone()
+        tied[:, :P] = NOT_TIED
+        if not (tied != NOT_TIED).any():
+            tied = None
     model = GuidedLogits(lm, memory, B, params)
     total, done = sum(params.decoding_steps), 0
     for stage, n_steps in enumerate(params.decoding_steps):
-        codes = _generate_stage(lm, codes, stage, n_steps, prompt, model, params, done, total, callback, rescorer)
+        codes = _generate_stage(lm, codes, stage, n_steps, prompt, model, params, done, total, callback, rescorer,
+                                tied)
         done += n_steps
     return codes
 
@@ -244,35 +263,43 @@ class GuidedLogits:
 
 def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int, prompt: torch.Tensor,
                     model: GuidedLogits, params: GenerationParams, done: int, total: int,
-                    callback: ProgressCallback | None, rescorer: Rescorer | None = None) -> torch.Tensor:
-    """Fill codebook ``stage`` of codes [B, K, T] in ``n_steps`` steps."""
+                    callback: ProgressCallback | None, rescorer: Rescorer | None = None,
+                    tied: torch.Tensor | None = None) -> torch.Tensor:
+    """Fill codebook ``stage`` of codes [B, K, T] in ``n_steps`` steps (after the beat spans of
+    ``tied`` [B, T], if given, see :func:`generate_codes`)."""
     B, K, T = codes.shape
     P = prompt.shape[-1]
     L = lm.cfg.span_len
     mask_id = lm.mask_id
     chunked = L > 1 and params.span_arrangement == "nonoverlap"
     if chunked:
-        n_chunks = T // L
-        T = n_chunks * L
+        T = T // L * L
         codes = codes[..., :T]
-        scores = torch.zeros(B, n_chunks, device=codes.device)
-        scores[:, :P // L] = DONT_REMASK
-        n_gen = n_chunks - P // L
-    else:
-        scores = torch.zeros(B, T, device=codes.device)
-        scores[:, :P] = DONT_REMASK
-        n_gen = T - P
+    keep = torch.zeros(B, T, dtype=torch.bool, device=codes.device)  # frames no step changes
+    keep[:, :P] = True
+    kept = torch.full((B, T), mask_id, dtype=torch.long, device=codes.device)
+    kept[:, :P] = prompt[:, stage]
+    if tied is not None:
+        tied = tied[:, :T]
+        codes[:, stage] = kept
+        kept = torch.where(tied != NOT_TIED, _beat_tokens(model, codes, stage, tied, params), kept)
+        keep |= tied != NOT_TIED
+    fixed = keep.reshape(B, T // L, L).all(dim=-1) if chunked else keep  # chunks (frames) the steps leave alone
+    scores = torch.zeros(fixed.shape, device=codes.device).masked_fill(fixed, DONT_REMASK)
+    n_gen = (~fixed).sum(dim=1).tolist()  # [B] chunks (or frames) to generate
     stage_seq = torch.full((B, T), mask_id, dtype=torch.long, device=codes.device)
 
     for step, rate in enumerate(mask_rates(n_steps)):
-        num = num_to_mask(rate, n_gen)
+        num = [num_to_mask(rate, n) for n in n_gen]
         if L > 1 and params.span_arrangement == "stride1":
-            remask = torch.stack([least_probable_spans(scores[b], num, L) for b in range(B)])
-        else:
-            picked = torch.zeros_like(scores, dtype=torch.bool).scatter(1, scores.topk(num, dim=-1).indices, True)
+            remask = torch.stack([least_probable_spans(scores[b], num[b], L) for b in range(B)])
+        else:  # each row's num[b] highest scores (topk's order: descending)
+            top = scores.topk(max(num), dim=-1).indices
+            take = torch.arange(max(num), device=codes.device)[None, :] < torch.tensor(num, device=codes.device)[:, None]
+            picked = torch.zeros_like(scores, dtype=torch.bool).scatter(1, top, take)
             remask = picked.repeat_interleave(L, dim=-1) if chunked else picked
         stage_seq[remask] = mask_id
-        stage_seq[:, :P] = prompt[:, stage]
+        stage_seq = torch.where(keep, kept, stage_seq)
         codes[:, stage] = stage_seq
 
         logits, rows = model(codes, stage, step, cfg_coef(rate, params.max_cfg_coef, params.min_cfg_coef))
@@ -299,3 +326,19 @@ def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int,
         if callback is not None:
             callback(done + step + 1, total)
     return codes
+
+
+def _beat_tokens(model: GuidedLogits, codes: torch.Tensor, stage: int, tied: torch.Tensor,
+                 params: GenerationParams) -> torch.Tensor:
+    """The tokens [B, T] of codebook ``stage`` at the beat spans (others: anything): one guided pass with
+    the codebook masked (beyond the prompt), then per offset one sample from the mean log-probability
+    over the beats, at the first step's temperature and guidance."""
+    logits, _ = model(codes, stage, 0, params.max_cfg_coef)  # step 0: a full pass
+    t = temperature(params.temperature, 0, params.decoding_steps[stage], params.anneal_temp)
+    logprobs = torch.log_softmax(logits.float() / max(t, 1e-2), dim=-1)
+    pooled = pooled_beat_logprobs(logprobs, tied, int(tied.max()) + 1)  # [B, W, card], W frames a beat
+    if params.use_sampling:
+        ids = sample(torch.softmax(pooled, dim=-1), params.top_k, params.top_p)[0][..., 0]
+    else:
+        ids = pooled.argmax(dim=-1)
+    return torch.gather(ids, 1, tied.clamp(min=0))  # [B, T]
