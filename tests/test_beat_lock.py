@@ -110,9 +110,9 @@ def test_generate_codes_shares_the_beat_spans_and_keeps_the_prompt(arrangement):
     assert torch.equal(plain, none)
 
 
-def test_generate_codes_greedy_beat_tokens_are_the_pooled_argmax():
+def test_beat_tokens_are_the_pooled_argmax_of_the_first_guided_pass():
     lm = _tiny_lm(card=16)
-    params = GenerationParams(use_sampling=False, decoding_steps=[3, 1, 1, 1])
+    params = GenerationParams(decoding_steps=[3, 1, 1, 1], max_cfg_coef=4.0)  # sampling for the other frames
     tied = beat_spans(torch.tensor([120.0]), 50, 50.0, 3)
     memory = lm.encode_text(["a", None])
     codes = generate_codes(lm, memory, params, max_len=50, tied=tied)
@@ -121,8 +121,9 @@ def test_generate_codes_greedy_beat_tokens_are_the_pooled_argmax():
         h = lm.hidden(torch.cat([masked, masked]), 0, memory)
         cond, uncond = lm.linears[0](h).split(1)
         logits = uncond + (cond - uncond) * params.max_cfg_coef
-    pooled = pooled_beat_logprobs(torch.log_softmax(logits.float() / (3.0 * 2 / 3), dim=-1), tied[:, :48], 3)
+    pooled = pooled_beat_logprobs(torch.log_softmax(logits.float(), dim=-1), tied[:, :48], 3)
     assert codes[0, 0, 0:3].tolist() == pooled[0].argmax(dim=-1).tolist()
+    assert codes[0, 0, 24:27].tolist() == pooled[0].argmax(dim=-1).tolist()
 
 
 def test_hybrid_keeps_the_ar_prefix_and_locks_the_beats_after_it():

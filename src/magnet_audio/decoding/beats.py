@@ -3,11 +3,11 @@
 A small LM may learn what a prompt sounds like but not to keep a beat (the default model's clips
 have no steady pulse, see its model card). Beat locking imposes one: before a codebook's iterative
 steps, one guided pass predicts every frame with the codebook all masked; the first frames of each
-beat (``spans`` spans of ``span_len`` frames from the one nearest the beat) are then filled with one
-shared sample, drawn from the geometric mean of the predictions at all the beats (per offset within
-the beat's frames), and kept fixed while the steps fill the rest around them. Every beat thus
-starts with the same short sound, chosen by the LM. Spans longer than a beat overlap the next
-beat's, which wins.
+beat (``spans`` spans of ``span_len`` frames from the one nearest the beat) then all get, per
+offset within the beat's frames, the token of the highest mean log-probability over the beats (the
+most likely token at all of them), and are kept while the steps fill the rest around them. Every
+beat thus starts with the same short sound, chosen by the LM. Spans longer than a beat overlap the
+next beat's, which wins.
 
 Pure functions here; :func:`~magnet_audio.decoding.magnet.generate_codes` applies them.
 """

@@ -331,14 +331,9 @@ def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int,
 def _beat_tokens(model: GuidedLogits, codes: torch.Tensor, stage: int, tied: torch.Tensor,
                  params: GenerationParams) -> torch.Tensor:
     """The tokens [B, T] of codebook ``stage`` at the beat spans (others: anything): one guided pass with
-    the codebook masked (beyond the prompt), then per offset one sample from the mean log-probability
-    over the beats, at the first step's temperature and guidance."""
+    the codebook masked (beyond the prompt), at the first step's guidance; per offset, the token of the
+    highest mean log-probability over the beats (the most likely one everywhere, as the confident
+    spans that MAGNeT's annealed steps keep; a sampled one made the key follow the prompt less)."""
     logits, _ = model(codes, stage, 0, params.max_cfg_coef)  # step 0: a full pass
-    t = temperature(params.temperature, 0, params.decoding_steps[stage], params.anneal_temp)
-    logprobs = torch.log_softmax(logits.float() / max(t, 1e-2), dim=-1)
-    pooled = pooled_beat_logprobs(logprobs, tied, int(tied.max()) + 1)  # [B, W, card], W frames a beat
-    if params.use_sampling:
-        ids = sample(torch.softmax(pooled, dim=-1), params.top_k, params.top_p)[0][..., 0]
-    else:
-        ids = pooled.argmax(dim=-1)
-    return torch.gather(ids, 1, tied.clamp(min=0))  # [B, T]
+    pooled = pooled_beat_logprobs(torch.log_softmax(logits.float(), dim=-1), tied, int(tied.max()) + 1)
+    return torch.gather(pooled.argmax(dim=-1), 1, tied.clamp(min=0))  # [B, T]
