@@ -13,6 +13,7 @@ from magnet_audio import MAGNeT, load_compression_model
 from magnet_audio.audio import convert_audio
 from magnet_audio.cli import main as cli_main
 from magnet_audio.codec import SpectralCodec, codec_from_config
+from magnet_audio.decoding.beats import beat_spans
 from magnet_audio.evaluation.codec_eval import mel_distance, reconstruct
 from magnet_audio.names import DEFAULT_MODEL, bundled_models, resolve_bundled
 
@@ -42,6 +43,19 @@ def test_default_model_loads_offline_and_generates(model):
     assert codes.shape[:2] == (2, 4) and codes.shape[-1] >= 495
     assert wav.shape[:2] == (2, 1) and torch.isfinite(wav).all()
     assert (wav.square().mean(-1).sqrt() > 1e-3).all()  # not silence
+
+
+def test_default_model_locks_the_beat_of_the_prompts_tempo(model):
+    """Its config recommends beat-locked decoding (its LM keeps no beat of its own, see the model card)."""
+    assert model.recommended_generation_params["beat_lock"] == 0.18
+    model.set_generation_params(**{**model.recommended_generation_params, "decoding_steps": [4, 2, 2, 2]})
+    torch.manual_seed(0)
+    codes = model.generate(["minimal techno with synth bass, 120 bpm"], return_tokens=True)[1][0]
+    tied = beat_spans(torch.tensor([120.0]), codes.shape[-1], 50.0, 3, spans=3)[0]  # 0.18 s = 9 frames a beat
+    assert int((tied == 0).sum()) == 20  # a beat every 25 frames of the 10 s
+    for j in range(9):
+        column = codes[:, tied == j]
+        assert (column == column[:, :1]).all()
 
 
 def _chroma_correlation(a: torch.Tensor, b: torch.Tensor, sr: int) -> float:
