@@ -295,7 +295,8 @@ def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int,
             remask = torch.stack([least_probable_spans(scores[b], num[b], L) for b in range(B)])
         else:  # each row's num[b] highest scores (topk's order: descending)
             top = scores.topk(max(num), dim=-1).indices
-            take = torch.arange(max(num), device=codes.device)[None, :] < torch.tensor(num, device=codes.device)[:, None]
+            ranks = torch.arange(max(num), device=codes.device)[None, :]
+            take = ranks < torch.tensor(num, device=codes.device)[:, None]
             picked = torch.zeros_like(scores, dtype=torch.bool).scatter(1, top, take)
             remask = picked.repeat_interleave(L, dim=-1) if chunked else picked
         stage_seq[remask] = mask_id
