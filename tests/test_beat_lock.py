@@ -169,6 +169,21 @@ def test_generate_locks_the_beats_of_prompts_that_name_a_tempo(model):
     assert torch.equal(off, model.generate(["drums at 150 bpm", "ambient pad"], return_tokens=True)[1])
 
 
+def test_token_wise_models_lock_whole_frames(model):
+    """An LM masking single tokens (span_len -1, as audiocraft's fixture config) ties beat_lock's frames."""
+    model.lm.cfg.span_len = -1
+    try:
+        model.set_generation_params(decoding_steps=[2, 1, 1, 1], beat_lock=0.1)  # 5 frames a beat
+        _, codes = model.generate(["drums at 150 bpm"], return_tokens=True)
+    finally:
+        model.lm.cfg.span_len = 3
+        model.set_generation_params()
+    assert codes.shape[-1] == 100
+    tied = beat_spans(torch.tensor([150.0]), 100, 50.0, 1, spans=5)[0]
+    assert int(tied.max()) == 4 and int((tied == 0).sum()) == 5  # beats at frames 0, 20, 40, 60, 80
+    _assert_shared_across_beats(codes[0], tied)
+
+
 def test_long_form_windows_lock_the_beats_of_the_whole_piece(model):
     model.set_generation_params(decoding_steps=[2, 1, 1, 1], beat_lock=0.06, duration=3.5, extend_stride=1.0)
     try:

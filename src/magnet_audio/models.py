@@ -200,11 +200,12 @@ class MAGNeT(BaseGenModel):
                 memory = self.lm.encode_text(list(descriptions) + [None] * B)
                 rescorer = ARRescorer(self.rescorer, descriptions) if self.rescorer is not None else None
                 bpm = prompt_tempi(descriptions) if params.beat_lock > 0 else None
-                spans = max(1, round(params.beat_lock * self.frame_rate / self.lm.cfg.span_len))
+                span_len = max(self.lm.cfg.span_len, 1)  # token-wise masking (span_len -1 or 1): frames
+                spans = max(1, round(params.beat_lock * self.frame_rate / span_len))
 
                 def tied(length: int, first_frame: int = 0) -> torch.Tensor | None:
-                    return None if bpm is None else beat_spans(bpm, length, self.frame_rate, self.lm.cfg.span_len,
-                                                               first_frame, spans).to(self.device)
+                    return None if bpm is None else beat_spans(bpm, length, self.frame_rate, span_len, first_frame,
+                                                               spans).to(self.device)
 
                 if hybrid is None:
                     codes = generate_codes(self.lm, memory, params, max_len, prompt=prompt, num_samples=B,
