@@ -205,8 +205,9 @@ def test_long_form_windows_lock_the_beats_of_the_whole_piece(model):
 
 
 def test_beat_lock_option_is_checked_and_reaches_the_cli(model):
-    with pytest.raises(InputError, match="beat_lock"):
-        model.set_generation_params(beat_lock=-0.1)
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(InputError, match="beat_lock"):
+            model.set_generation_params(beat_lock=bad)
     args = build_parser().parse_args(["generate", "x", "--beat-lock", "0.18"])
     assert sampling_overrides(args)["beat_lock"] == 0.18
     assert "beat_lock" not in sampling_overrides(build_parser().parse_args(["generate", "x"]))

@@ -100,8 +100,8 @@ class GenerationParams:
             raise InputError(f"span_arrangement must be 'nonoverlap' or 'stride1', got {self.span_arrangement!r}")
         if self.span_scoring not in ("max", "prod"):
             raise InputError(f"span_scoring must be 'max' or 'prod', got {self.span_scoring!r}")
-        if not self.beat_lock >= 0:
-            raise InputError(f"beat_lock must be >= 0 seconds, got {self.beat_lock}")
+        if not 0 <= self.beat_lock < float("inf"):
+            raise InputError(f"beat_lock must be a finite number of seconds >= 0, got {self.beat_lock}")
         if not 0.0 <= self.rescore_weight <= 1.0:
             raise InputError(f"rescore_weight must be in [0, 1], got {self.rescore_weight}")
         if int(self.kv_cache_refresh) != self.kv_cache_refresh or self.kv_cache_refresh < 1:
@@ -280,8 +280,7 @@ def _generate_stage(lm: MagnetLM, codes: torch.Tensor, stage: int, n_steps: int,
     kept = torch.full((B, T), mask_id, dtype=torch.long, device=codes.device)
     kept[:, :P] = prompt[:, stage]
     if tied is not None:
-        tied = tied[:, :T]
-        codes[:, stage] = kept
+        tied = tied[:, :T]  # codes[:, stage] is all masked beyond the prompt: the state of step 0
         kept = torch.where(tied != NOT_TIED, _beat_tokens(model, codes, stage, tied, params), kept)
         keep |= tied != NOT_TIED
     fixed = keep.reshape(B, T // L, L).all(dim=-1) if chunked else keep  # chunks (frames) the steps leave alone
