@@ -240,8 +240,10 @@ class NoteTranscriber:
     def weights(self) -> str:
         return str(self._backend.path)
 
-    def notes(self, path: str | Path) -> list[tuple[float, float, int, float]]:
-        """(start s, end s, MIDI pitch, amplitude) of each note transcribed from an audio file."""
+    def transcribe(self, path: str | Path) -> tuple[dict, list[tuple[float, float, int, float]]]:
+        """basic-pitch's raw output (``note``, ``onset``, ``contour`` posteriorgrams, frames first) and
+        the (start s, end s, MIDI pitch, amplitude) of each note, with ``basic_pitch.inference.predict``'s
+        default thresholds."""
         from basic_pitch import note_creation
         from basic_pitch.constants import AUDIO_SAMPLE_RATE, FFT_HOP
         from basic_pitch.inference import run_inference
@@ -253,7 +255,11 @@ class NoteTranscriber:
             _, events = note_creation.model_output_to_notes(
                 output, onset_thresh=0.5, frame_thresh=0.3,
                 min_note_len=int(round(0.1277 * AUDIO_SAMPLE_RATE / FFT_HOP)), melodia_trick=True)
-        return [(float(s), float(e), int(p), float(a)) for s, e, p, a, *_ in events]
+        return output, [(float(s), float(e), int(p), float(a)) for s, e, p, a, *_ in events]
+
+    def notes(self, path: str | Path) -> list[tuple[float, float, int, float]]:
+        """(start s, end s, MIDI pitch, amplitude) of each note transcribed from an audio file."""
+        return self.transcribe(path)[1]
 
 
 def note_statistics(notes: Sequence[tuple[float, float, int, float]]) -> tuple[list[float], float | None]:

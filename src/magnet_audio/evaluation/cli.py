@@ -53,7 +53,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
                               kl_classifiers=_names(args.kl_classifiers), clap_model=args.clap_model,
                               reference_set=reference_set, backend_options=options,
                               codec_model=args.codec or args.model, progress=not args.quiet,
-                              codec_dir=out / "codec")
+                              codec_dir=out / "codec", out_dir=out)
     meta = {"prompts": str(args.prompts), "reference": args.reference, "generated": args.generated,
             "model": None if args.generated else args.model, "generation": generation, "n_prompts": len(items),
             "pairing": notes, "items": [{"prompt": it.prompt, "reference": str(it.reference or ""),
@@ -92,13 +92,17 @@ def add_subcommands(subparsers) -> None:
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = subparsers.add_parser(
-        "eval", formatter_class=fmt, help="score generated audio: FAD, KL, CLAP, prompt adherence, codec",
+        "eval", formatter_class=fmt,
+        help="score generated audio: FAD, KL, CLAP, prompt adherence, codec, musicality",
         description="Generate one clip per prompt (or read --generated DIR), pair each with its reference clip, "
                     "and report FAD (embedding distributions), KL (classifier label distributions, paired by "
                     "prompt), CLAP (text-audio similarity), adherence (tempo, key, notes, bass and drums of each "
                     "clip judged by librosa and basic-pitch against the prompt's bpm/key/instruments, also on the "
-                    "reference clips and on shuffled prompts) and codec (SI-SNR and mel distance of the "
-                    "reference clips encoded and decoded). Each metric names the model that produced it; a "
+                    "reference clips and on shuffled prompts), codec (SI-SNR and mel distance of the "
+                    "reference clips encoded and decoded) and musicality (confident notes, note stability, pitch "
+                    "salience, codec-token variety, spectral flatness, pulse clarity and loudness range of the "
+                    "generated clips, the references and their codec round trip; per clip in "
+                    "OUT/musicality_clips.csv). Each metric names the model that produced it; a "
                     "model that cannot run here is reported as UNAVAILABLE with the reason. Writes "
                     "OUT/results.json and OUT/results.csv. Example: magnet eval --model M --prompts "
                     "data/synth/heldout.jsonl --reference data/synth/heldout --out eval/")
@@ -109,9 +113,11 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--reference", default=None, help="directory of reference audio (FAD's background set; "
                                                      "KL pairs by the .jsonl path, .json sidecars or file order)")
     p.add_argument("--generated", default=None, help="directory of already generated audio (skip generation)")
-    p.add_argument("--metrics", default="fad,kl,clap", help="comma-separated: fad, kl, clap, adherence, codec")
-    p.add_argument("--codec", default=None, help="codec for the codec metric: codec directory, "
-                                                 "compression_state_dict.bin or MAGNeT model (default: --model)")
+    p.add_argument("--metrics", default="fad,kl,clap",
+                   help="comma-separated: fad, kl, clap, adherence, codec, musicality")
+    p.add_argument("--codec", default=None, help="codec for the codec and musicality metrics: codec "
+                                                 "directory, compression_state_dict.bin or MAGNeT model "
+                                                 "(default: --model)")
     p.add_argument("--fad-embeddings", default=",".join(DEFAULT_FAD_EMBEDDINGS),
                    help="embedding models for FAD: vggish (the paper's), musicnn, basic-pitch")
     p.add_argument("--kl-classifiers", default=",".join(DEFAULT_KL_CLASSIFIERS),

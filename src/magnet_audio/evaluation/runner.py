@@ -10,7 +10,9 @@ FAD compares the set of every reference clip under ``--reference`` with the set 
 (pairing does not matter); KL compares each generated clip with the reference clip of its prompt;
 CLAP compares each generated clip with its prompt. ``adherence`` scores each generated clip, each
 reference clip and a shuffled pairing against the prompt's ``bpm`` / ``key`` / ``instruments``
-(:mod:`.adherence`); ``codec`` encodes and decodes every reference clip (:mod:`.codec_eval`). Every
+(:mod:`.adherence`); ``codec`` encodes and decodes every reference clip (:mod:`.codec_eval`);
+``musicality`` measures notes, pulse, codec-token variety and loudness range of the generated clips,
+the references and their codec round trip (:mod:`.musicality`). Every
 result row names the model that produced it; a model that cannot run is a row with status
 ``unavailable`` and the reason.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import sys
 import tempfile
@@ -39,7 +42,7 @@ from .kl import kld_scores, label_distribution
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 PROMPT_KEYS = ("description", "caption", "text", "prompt")
 PATH_KEYS = ("path", "audio", "reference", "file")
-METRICS = ("fad", "kl", "clap", "adherence", "codec")
+METRICS = ("fad", "kl", "clap", "adherence", "codec", "musicality")
 DEFAULT_FAD_EMBEDDINGS = ("vggish", "musicnn", "basic-pitch")
 DEFAULT_KL_CLASSIFIERS = ("passt", "musicnn")
 
@@ -373,16 +376,18 @@ def compute_adherence(items: Sequence[EvalItem], shuffle_seed: int = 0,
     return results
 
 
-def reconstruct_references(codec_name: str, items: Sequence[EvalItem], out_dir: str | Path, device: str = "cpu",
+def reconstruct_references(codec_name, items: Sequence[EvalItem], out_dir: str | Path, device: str = "cpu",
                            progress: Callable[[str], None] | None = None) -> list[Path | None]:
-    """Encode and decode each item's reference clip with ``codec_name`` into ``out_dir`` (wav at the codec's
-    rate, same stem); returns the paths in item order (None where an item has no reference)."""
+    """Encode and decode each item's reference clip with ``codec_name`` (a codec to load, or a loaded one)
+    into ``out_dir`` (wav at the codec's rate, same stem); returns the paths in item order (None where an
+    item has no reference)."""
     import soundfile as sf
 
     from ..codec import load_compression_model
     from .codec_eval import reconstruct
 
-    codec = load_compression_model(codec_name, device=device)
+    codec = (load_compression_model(codec_name, device=device) if isinstance(codec_name, (str, os.PathLike))
+             else codec_name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path | None] = []
@@ -398,6 +403,49 @@ def reconstruct_references(codec_name: str, items: Sequence[EvalItem], out_dir: 
         sf.write(path, rec.T.numpy(), codec.sample_rate, subtype="FLOAT")
         paths.append(path)
     return paths
+
+
+def compute_musicality(items: Sequence[EvalItem], codec=None, codec_clips: Sequence[Path | None] | None = None,
+                       out_dir: str | Path | None = None, codec_name: str | None = None,
+                       codec_reason: str | None = None,
+                       progress: Callable[[str], None] | None = None) -> list[MetricResult]:
+    """One row per :data:`.musicality.MEASURES` entry: ``value`` on the generated clips, ``details``
+    holding ``generated``, ``reference`` and, given ``codec_clips``, ``codec`` (each ``{"value", "n"}``).
+    ``codec`` (loaded) encodes for the token measures; ``codec_reason`` says why there is none. With
+    ``out_dir``, the per-clip table goes to ``musicality_clips.json`` / ``.csv`` there."""
+    from . import musicality as M
+
+    def rows_with(status: str, reason: str) -> list[MetricResult]:
+        return [MetricResult(m, "musicality", status, reason=reason) for m in M.MEASURES]
+
+    prompts = [it.meta or {"description": it.prompt} for it in items]
+    try:
+        report = M.musicality_report(prompts, [it.generated for it in items], [it.reference for it in items],
+                                     codec_clips=codec_clips, codec=codec, progress=progress)
+    except E.Unavailable as exc:
+        return rows_with("unavailable", exc.reason)
+    except ImportError as exc:
+        return rows_with("unavailable", f"{exc} ({E.EVAL_INSTALL_HINT})")
+    except (InputError, ValueError, RuntimeError, OSError) as exc:
+        return rows_with("error", f"{type(exc).__name__}: {exc}")
+    if out_dir is not None:
+        M.write_clip_table(M.clip_rows(report, prompts), out_dir)
+    results = []
+    for measure, by_condition in report["measures"].items():
+        value = by_condition.get("generated", {}).get("value")
+        reason = None
+        if value is None:
+            reason = (codec_reason or M.NO_VALUE_REASON[measure]) if measure in M.TOKEN_MEASURES else \
+                M.NO_VALUE_REASON.get(measure, "no generated clip")
+        info = {"backend": "musicality", "kind": "musicality judge", "model": M.JUDGES[measure]}
+        if "basic-pitch" in M.JUDGES[measure]:
+            info["weights"] = report["weights"]
+        if measure in M.TOKEN_MEASURES and codec_name is not None:
+            info["model"] = f"{M.JUDGES[measure]} ({codec_name})"
+        results.append(MetricResult(measure, "musicality", "ok" if value is not None else "error", value=value,
+                                    reason=reason, details={**by_condition, "unit": M.UNITS.get(measure, "")},
+                                    backend_info=info))
+    return results
 
 
 def compute_codec(codec_name: str | None, paths: Sequence[Path], device: str = "cpu",
@@ -439,11 +487,13 @@ def evaluate(items: Sequence[EvalItem], metrics: Sequence[str] = METRICS,
              kl_classifiers: Sequence[str] = DEFAULT_KL_CLASSIFIERS, clap_model: str | None = None,
              reference_set: Sequence[Path] | None = None, backend_options: dict | None = None,
              codec_model: str | None = None, shuffle_seed: int = 0, progress: bool = False,
-             codec_dir: str | Path | None = None) -> list[MetricResult]:
+             codec_dir: str | Path | None = None, out_dir: str | Path | None = None) -> list[MetricResult]:
     """Score paired items; ``reference_set`` (default: the paired references) is FAD's background set and
     the clips the ``codec`` metric reconstructs with ``codec_model``. With both ``adherence`` and ``codec``
     asked for, adherence also scores the paired references after a ``codec_model`` round trip (written to
-    ``codec_dir``, a temporary directory if None): the ceiling the codec sets."""
+    ``codec_dir``, a temporary directory if None): the ceiling the codec sets. ``musicality`` always
+    measures that round trip (when ``codec_model`` loads) and encodes with ``codec_model`` for its token
+    measures; its per-clip table goes to ``out_dir`` when given."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise InputError(f"unknown metric(s) {unknown} (known: {', '.join(METRICS)})")
@@ -471,25 +521,40 @@ def evaluate(items: Sequence[EvalItem], metrics: Sequence[str] = METRICS,
         note("CLAP ...")
         results.append(compute_clap(E.make_backend(E.CLAP_MODELS, "laion-clap", "text-audio model",
                                                    **{**opts, "model": clap_model}), items, cache))
-    if "adherence" in metrics:
-        codec_clips, tmp = None, None
-        if "codec" in metrics and codec_model is not None and any(it.reference is not None for it in items):
-            note(f"codec round trip of the references with {codec_model} (adherence ceiling) ...")
+    codec_clips, tmp, codec, codec_reason = None, None, None, None
+    try:
+        if "musicality" in metrics or ("adherence" in metrics and "codec" in metrics):
+            if codec_model is None:
+                codec_reason = "no codec given (--codec)"
+            else:
+                from ..codec import load_compression_model
+                try:
+                    codec = load_compression_model(codec_model, device=opts.get("device") or "cpu")
+                except (MagnetError, OSError, RuntimeError) as exc:
+                    codec_reason = f"cannot load codec {codec_model}: {type(exc).__name__}: {exc}"
+                    note(f"codec round trip skipped: {codec_reason}")
+        if codec is not None and any(it.reference is not None for it in items):
+            note(f"codec round trip of the references with {codec_model} (the ceiling the codec sets) ...")
             if codec_dir is None:
                 tmp = tempfile.TemporaryDirectory(prefix="magnet-eval-codec-")
             try:
-                codec_clips = reconstruct_references(codec_model, items, codec_dir or tmp.name,
+                codec_clips = reconstruct_references(codec, items, codec_dir or tmp.name,
                                                      device=opts.get("device") or "cpu",
                                                      progress=note if progress else None)
             except (MagnetError, OSError, RuntimeError) as exc:
                 note(f"codec round trip skipped: {type(exc).__name__}: {exc}")
-        note("adherence (librosa, basic-pitch) ...")
-        try:
+        if "adherence" in metrics:
+            note("adherence (librosa, basic-pitch) ...")
             results += compute_adherence(items, shuffle_seed=shuffle_seed, progress=note if progress else None,
-                                         codec_clips=codec_clips)
-        finally:
-            if tmp is not None:
-                tmp.cleanup()
+                                         codec_clips=codec_clips if "codec" in metrics else None)
+        if "musicality" in metrics:
+            note("musicality (basic-pitch, librosa, codec tokens) ...")
+            results += compute_musicality(items, codec=codec, codec_clips=codec_clips, out_dir=out_dir,
+                                          codec_name=None if codec_model is None else str(codec_model),
+                                          codec_reason=codec_reason, progress=note if progress else None)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     if "codec" in metrics:
         note(f"codec reconstruction with {codec_model} ...")
         results += compute_codec(codec_model, list(reference_set), device=opts.get("device") or "cpu",
@@ -514,6 +579,15 @@ def _detail_text(r: MetricResult) -> str:
     if r.metric.startswith("codec_"):
         real = f", real clips {d['reference']:.4f}" if "reference" in d else ""
         return f"std {d.get('std', 0):.4f}{real}, {d.get('n_clips')} clips at {d.get('sample_rate')} Hz"
+    if r.backend == "musicality":
+
+        def fmt_m(cond: str) -> str:
+            c = d.get(cond) or {}
+            return "-" if c.get("value") is None else f"{c['value']:.3f} (n {c['n']})"
+
+        unit = f" {d['unit']}" if d.get("unit") else ""
+        return f"real {fmt_m('reference')}, codec round trip {fmt_m('codec')}{unit}; generated n " \
+               f"{(d.get('generated') or {}).get('n')}"
     if "generated" in d:  # adherence
 
         def fmt(cond: str) -> str:
