@@ -581,12 +581,13 @@ def _detail_text(r: MetricResult) -> str:
         return f"std {d.get('std', 0):.4f}{real}, {d.get('n_clips')} clips at {d.get('sample_rate')} Hz"
     if r.backend == "musicality":
 
+        unit = f" {d['unit']}" if d.get("unit") else ""
+
         def fmt_m(cond: str) -> str:
             c = d.get(cond) or {}
-            return "-" if c.get("value") is None else f"{c['value']:.3f} (n {c['n']})"
+            return "-" if c.get("value") is None else f"{c['value']:.4g}{unit} (n {c['n']})"
 
-        unit = f" {d['unit']}" if d.get("unit") else ""
-        return f"real {fmt_m('reference')}, codec round trip {fmt_m('codec')}{unit}; generated n " \
+        return f"real {fmt_m('reference')}, codec round trip {fmt_m('codec')}; generated n " \
                f"{(d.get('generated') or {}).get('n')}"
     if "generated" in d:  # adherence
 
