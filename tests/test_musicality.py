@@ -108,11 +108,29 @@ def test_summarize_subsets_follow_the_prompt_metadata():
 
 
 def test_spectral_flatness_noise_above_tones():
-    pytest.importorskip("librosa")
+    librosa = pytest.importorskip("librosa")
     tone, white, pink = M.spectral_flatness(_sine_melody()), M.spectral_flatness(_white()), M.spectral_flatness(_pink())
     assert tone < 0.01
     assert white > 0.3 and pink > 0.05
     assert white > pink > tone
+    # at 22.05 kHz it is librosa's own spectral_flatness, as the issue defines it
+    expected = librosa.feature.spectral_flatness(y=_pink(), n_fft=1024, hop_length=256).mean()
+    assert M.spectral_flatness(_pink(), native_rate=32000) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_spectral_flatness_of_a_16khz_clip_ignores_its_empty_top_band():
+    pytest.importorskip("librosa")
+    import torch
+
+    from magnet_audio.audio import resample
+
+    for noise in (_white(), _pink()):
+        at_16k = resample(resample(torch.from_numpy(noise)[None], SR, 16000), 16000, SR)[0].numpy()
+        full = M.spectral_flatness(noise)
+        # all bins: the empty 8-11 kHz band makes noise look like a pure tone
+        assert M.spectral_flatness(at_16k) < 0.01
+        # its own band: noise stays noise
+        assert M.spectral_flatness(at_16k, native_rate=16000) == pytest.approx(full, rel=0.15)
 
 
 def test_pulse_and_tempo_of_a_click_track():
@@ -205,14 +223,19 @@ def clip_dir(tmp_path_factory):
     sf.write(d / "b_clicks.wav", _clicks(124), SR)
     sf.write(d / "c_white.wav", _white(), SR)
     sf.write(d / "d_pink.wav", _pink(), SR)
+    sf.write(d / "e_white_16k.wav", (0.1 * np.random.default_rng(3).normal(size=8 * 16000)).astype(np.float32), 16000)
     return d
 
 
 def test_musicality_table_directions(transcriber, clip_dir, fixture_dir):
     rows = M.musicality_table(clip_dir, codec=str(fixture_dir), transcriber=transcriber)
     by = {r["path"].split("/")[-1][0]: r for r in rows}
-    assert [r["path"].split("/")[-1] for r in rows] == ["a_melody.wav", "b_clicks.wav", "c_white.wav", "d_pink.wav"]
-    melody, clicks, white, pink = by["a"], by["b"], by["c"], by["d"]
+    assert [r["path"].split("/")[-1] for r in rows] == ["a_melody.wav", "b_clicks.wav", "c_white.wav", "d_pink.wav",
+                                                          "e_white_16k.wav"]
+    melody, clicks, white, pink, white_16k = by["a"], by["b"], by["c"], by["d"], by["e"]
+    # noise recorded at 16 kHz is as flat as at 22.05 kHz (only its own band is looked at)
+    assert white_16k["sample_rate"] == 16000 and white["sample_rate"] == SR
+    assert white_16k["spectral_flatness"] == pytest.approx(white["spectral_flatness"], rel=0.15)
     # the sine melody: confident, stable notes; noise: none
     assert melody["confident_notes"] > 0.6 and melody["note_stability"] > 0.7 and melody["n_notes"] >= 8
     for noise in (white, pink):

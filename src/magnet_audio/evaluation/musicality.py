@@ -14,7 +14,8 @@ numbers are the same measure. Every clip is read as mono; the librosa measures r
                        model's own codec: the number of distinct codebook-0 values. A drone repeats a few.
 ``top_token_share``    share of those codebook-0 frames holding the clip's most common value.
 ``spectral_flatness``  mean of librosa ``spectral_flatness`` (n_fft 1024, hop 256): near 0 for tones,
-                       high for noise.
+                       high for noise. For a clip recorded below 22.05 kHz only its own band counts
+                       (:func:`spectral_flatness`), else a 16 kHz clip's empty top band reads as tonal.
 ``pulse_clarity``      the highest normalised autocorrelation of librosa's onset strength (hop 512) at
                        lags of 50-200 bpm (:func:`.adherence.pulse_clarity_of`, the one implementation).
 ``loudness_range``     librosa RMS (frame 2048, hop 512) in dB (``amplitude_to_db``), 95th minus 5th
@@ -49,6 +50,7 @@ STABLE_NOTE_SECONDS = 0.25
 TOKEN_RMS = 0.1  # clips are normalised to this RMS before encoding
 TOKEN_SECONDS = 10.0  # token measures look at the first 10 s, so clip length does not inflate the count
 FLATNESS_FFT, FLATNESS_HOP = 1024, 256
+FLATNESS_BAND = 0.95  # share of a low-rate clip's Nyquist band flatness looks at (above it: resampler roll-off)
 RMS_FRAME, RMS_HOP = 2048, 512
 LOUDNESS_PERCENTILES = (5.0, 95.0)
 
@@ -104,11 +106,19 @@ def token_measures(codes: np.ndarray) -> dict:
     return {"distinct_tokens": int(len(counts)), "top_token_share": float(counts.max() / codes.size)}
 
 
-def spectral_flatness(wav: np.ndarray) -> float:
-    """Mean librosa spectral flatness (n_fft 1024, hop 256)."""
+def spectral_flatness(wav: np.ndarray, sr: int = SAMPLE_RATE, native_rate: int | None = None) -> float:
+    """Mean librosa spectral flatness (n_fft 1024, hop 256) of ``wav`` at ``sr``.
+
+    ``native_rate``: the rate the clip was recorded at. Below ``sr``, the STFT bins above
+    ``FLATNESS_BAND`` of its Nyquist frequency are left out: they are empty (resampling adds no content)
+    and would pull the geometric mean to 0, so that noise made at 16 kHz would score like a pure tone.
+    At or above ``sr`` (or None) every bin counts: librosa's own ``spectral_flatness(y=...)``."""
     import librosa
 
-    return float(librosa.feature.spectral_flatness(y=wav, n_fft=FLATNESS_FFT, hop_length=FLATNESS_HOP).mean())
+    spec = np.abs(librosa.stft(wav, n_fft=FLATNESS_FFT, hop_length=FLATNESS_HOP))
+    if native_rate is not None and native_rate < sr:
+        spec = spec[librosa.fft_frequencies(sr=sr, n_fft=FLATNESS_FFT) < FLATNESS_BAND * native_rate / 2]
+    return float(librosa.feature.spectral_flatness(S=spec).mean())
 
 
 def loudness_range(wav: np.ndarray) -> float:
@@ -166,15 +176,18 @@ def load_codec(codec, device: str = "cpu"):
 
 def analyze_clip(path: str | Path, codec=None, transcriber: NoteTranscriber | None = None) -> dict:
     """Every clip measure of one audio file (token measures None without ``codec``), plus its
-    librosa ``tempo`` (bpm) and basic-pitch ``n_notes``."""
+    librosa ``tempo`` (bpm), basic-pitch ``n_notes`` and the file's ``sample_rate``."""
+    import soundfile as sf
+
     from ..audio import audio_read
 
     transcriber = transcriber or NoteTranscriber()
     wav = audio_read(path, sample_rate=SAMPLE_RATE, channels=1)[0][0].numpy().astype(np.float32)
     if wav.size == 0:
         raise InputError(f"{path} holds no audio")
+    native_rate = int(sf.info(str(path)).samplerate)
     output, notes = transcriber.transcribe(path)
-    row = {"path": str(path), **note_measures(output["note"], notes)}
+    row = {"path": str(path), "sample_rate": native_rate, **note_measures(output["note"], notes)}
     if codec is not None:  # read again at the codec's rate: one resampling, not two
         at_codec_rate = audio_read(path, sample_rate=codec.sample_rate, channels=1)[0][0].numpy()
         row.update(token_measures(first_codebook(codec, at_codec_rate, codec.sample_rate)))
@@ -182,14 +195,16 @@ def analyze_clip(path: str | Path, codec=None, transcriber: NoteTranscriber | No
         row.update(dict.fromkeys(TOKEN_MEASURES))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # librosa's n_fft warnings on very short clips
-        row.update(spectral_flatness=spectral_flatness(wav), pulse_clarity=pulse_clarity_of(wav, SAMPLE_RATE),
-                   loudness_range=loudness_range(wav), tempo=estimate_tempo(wav, SAMPLE_RATE))
-    return {k: row[k] for k in ("path", *CLIP_MEASURES, "tempo", "n_notes")}
+        row.update(spectral_flatness=spectral_flatness(wav, SAMPLE_RATE, native_rate),
+                   pulse_clarity=pulse_clarity_of(wav, SAMPLE_RATE), loudness_range=loudness_range(wav),
+                   tempo=estimate_tempo(wav, SAMPLE_RATE))
+    return {k: row[k] for k in ("path", *CLIP_MEASURES, "tempo", "n_notes", "sample_rate")}
 
 
 def musicality_table(paths, codec=None, *, transcriber: NoteTranscriber | None = None, device: str = "cpu",
                      progress: Callable[[str], None] | None = None) -> list[dict]:
-    """One row per clip (dicts keyed ``path``, :data:`CLIP_MEASURES`, ``tempo``, ``n_notes``).
+    """One row per clip (dicts keyed ``path``, :data:`CLIP_MEASURES`, ``tempo``, ``n_notes`` and the
+    file's ``sample_rate``).
 
     ``paths``: a directory (its audio files, sorted) or a list of audio files. ``codec``: a loaded
     codec, or a codec / MAGNeT directory or hub id (e.g. ``"magnet-audio/synth-music"``); None leaves
@@ -271,7 +286,7 @@ def musicality_report(prompts: Sequence[dict], generated: Sequence[Path | None],
 # --------------------------------------------------------------------------------------------------
 
 CLIP_COLUMNS = ("condition", "index", "prompt", "bpm", "asks_drums", *CLIP_MEASURES, "tempo",
-                "tempo_within_8pct", "n_notes", "path")
+                "tempo_within_8pct", "n_notes", "sample_rate", "path")
 
 
 def clip_rows(report: dict, prompts: Sequence[dict]) -> list[dict]:
