@@ -580,7 +580,6 @@ def _detail_text(r: MetricResult) -> str:
         real = f", real clips {d['reference']:.4f}" if "reference" in d else ""
         return f"std {d.get('std', 0):.4f}{real}, {d.get('n_clips')} clips at {d.get('sample_rate')} Hz"
     if r.backend == "musicality":
-
         unit = f" {d['unit']}" if d.get("unit") else ""
 
         def fmt_m(cond: str) -> str:
