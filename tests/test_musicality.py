@@ -295,3 +295,16 @@ def test_cli_eval_musicality_writes_table(transcriber, fixture_dir, tmp_path, ca
     assert json.loads((out / "musicality_clips.json").read_text())[0]["prompt"] == rows[0]["description"]
     printed = capsys.readouterr().out
     assert "CONFIDENT_NOTES" in printed and "codec round trip" in printed and "LOUDNESS_RANGE" in printed
+
+
+def test_module_command_on_a_folder(transcriber, tmp_path, capsys):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    sf.write(clips / "melody.wav", _sine_melody()[:4 * SR], SR)
+    assert M.main([str(clips), "--out", str(tmp_path / "out")]) == 0
+    printed = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines())
+    assert set(printed) == set(M.CLIP_MEASURES)
+    assert float(printed["confident_notes"]) > 0.6 and printed["distinct_tokens"] == "-"  # no --codec
+    with (tmp_path / "out" / "musicality_clips.csv").open() as f:
+        assert [r["path"] for r in csv.DictReader(f)] == [str(clips / "melody.wav")]
+    assert M.main([str(tmp_path / "nothing-here")]) == 2

@@ -317,3 +317,40 @@ def write_clip_table(rows: Sequence[dict], out_dir: str | Path) -> tuple[Path, P
         for r in rows:
             writer.writerow({k: "" if r.get(k) is None else r[k] for k in CLIP_COLUMNS})
     return json_path, csv_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m magnet_audio.evaluation.musicality DIR|FILES... [--codec C] [--out DIR]``: the per-clip
+    table of a folder of clips (no prompts needed) and the mean of each measure."""
+    import argparse
+    import sys
+
+    from ..errors import MagnetError
+    from .embeddings import Unavailable
+
+    parser = argparse.ArgumentParser(prog="python -m magnet_audio.evaluation.musicality",
+                                     description="Musicality measures of a folder (or list) of audio clips.")
+    parser.add_argument("paths", nargs="+", help="a directory of audio files, or audio files")
+    parser.add_argument("--codec", default=None, help="codec or MAGNeT model for the token measures "
+                                                      "(e.g. magnet-audio/synth-music); none: token measures left out")
+    parser.add_argument("--out", default=None, help="write musicality_clips.json / .csv here")
+    args = parser.parse_args(argv)
+    try:
+        paths = args.paths[0] if len(args.paths) == 1 else args.paths
+        rows = musicality_table(paths, codec=args.codec, progress=lambda m: print(m, file=sys.stderr))
+    except (MagnetError, Unavailable) as exc:
+        print(f"error: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 2
+    for name, s in summarize(rows).items():
+        if name in CLIP_MEASURES:
+            value = "-" if s["value"] is None else f"{s['value']:.4g}"
+            print(f"{name:18s} {value}{' ' + UNITS[name] if name in UNITS and s['value'] is not None else ''}"
+                  f"  (n {s['n']})")
+    if args.out:
+        json_path, csv_path = write_clip_table([{k: r.get(k) for k in CLIP_COLUMNS} for r in rows], args.out)
+        print(f"wrote {json_path} and {csv_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
