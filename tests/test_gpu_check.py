@@ -2,6 +2,7 @@
 and its budgeting, degradation and summary pieces."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 def test_toy_check_end_to_end(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--toy", "--out", str(out)],
-                          capture_output=True, text=True, timeout=180, env={**__import__("os").environ,
-                                                                           "PYTHON": sys.executable})
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "PYTHON": sys.executable, "MAGNET_GPU_CHECK_STAND_INS": "soundfile,soxr"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["mode"] == "toy" and report["complete"] and report["plan"]["sizes"] == ["tiny"]
     assert report["environment"]["torch"] == torch.__version__
+    # soundfile and soxr replaced as on a machine without them: the check does not need them
+    assert report["environment"]["stand_ins"] == ["soundfile", "soxr"] and "stand-ins for soundfile,soxr" in proc.stderr
     tests = report["phases"]["tests"]
     assert tests["status"] == "skipped" and tests["counts"]["failed"] == tests["counts"]["error"] == 0
     assert tests["counts"]["skipped"] >= 6  # every CUDA test collected (and skipped on this CPU)

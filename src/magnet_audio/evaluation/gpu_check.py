@@ -69,6 +69,7 @@ def environment() -> dict:
             "device_count": torch.cuda.device_count() if cuda else 0,
             "pytest": importlib.util.find_spec("pytest") is not None,
             "matplotlib": importlib.util.find_spec("matplotlib") is not None,
+            "stand_ins": [m for m in os.environ.get("MAGNET_GPU_CHECK_STAND_INS", "").split(",") if m],
             "commit": _git_commit()}
 
 
