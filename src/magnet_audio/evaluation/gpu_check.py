@@ -245,7 +245,11 @@ def bench_size(size: str, out_dir: Path, batches: list[int], duration: float, st
                                reason=f"phase budget: one run predicted {lower or upper or 0:.1f} s, {left:.1f} s left")
                 print(f"{key} batch {b}: SKIPPED ({row.reason})", file=sys.stderr)
             else:
-                (row,) = bench_model(model_label, schedule, generate, sample_rate, [b], plan[0], plan[1], dev)
+                try:  # bench_model reports out-of-memory and RuntimeErrors; anything else must not end the phase
+                    (row,) = bench_model(model_label, schedule, generate, sample_rate, [b], plan[0], plan[1], dev)
+                except Exception as exc:  # noqa: BLE001
+                    row = BenchRow(model_label, schedule, b, status="error", reason=f"{type(exc).__name__}: {exc}")
+                    print(f"{key} batch {b}: ERROR ({row.reason})", file=sys.stderr)
                 if row.status == "ok":
                     seen.setdefault(key, []).append((b, row.latency_s))
             rows.append(row)
