@@ -48,7 +48,6 @@ PY
 fi
 export MAGNET_GPU_CHECK_STAND_INS="$stand_ins"
 
-cd "$repo" || exit 2
 "$python" -m magnet_audio.evaluation.gpu_check "$@"
 rc=$?
 [ -n "$shims" ] && rm -rf "$shims"
