@@ -420,8 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     _dump(summary_path, report)
 
     benches: dict[str, dict] = {}
-    for size in sizes:
-        budget = min(plan["budgets"].get(size, 120), left())
+    for i, size in enumerate(sizes):
+        # the last size gets all the time left; an earlier one its own budget, less what the later need
+        later = sum(plan["budgets"].get(s, 120) for s in sizes[i + 1:])
+        budget = min(plan["budgets"].get(size, 120), left() - later) if later else left()
         name = f"bench_{size}"
         if budget < STARTUP_S + 5:
             report["phases"][name] = {"status": "skipped", "reason": f"{max(budget, 0):.0f} s left of the total budget"}
