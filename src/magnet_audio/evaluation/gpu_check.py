@@ -138,6 +138,7 @@ def tests_phase(out: Path, timeout: float) -> dict:
     if not test_file.is_file():
         return {"status": "unavailable", "reason": f"{test_file} not found (run from a repository checkout)"}
     xml = out / "cuda_tests.xml"
+    xml.unlink(missing_ok=True)  # never read a previous run's results
     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-p", "no:cacheprovider", f"--junitxml={xml}",
            str(test_file)]
     result = run_phase(cmd, timeout, out / "cuda_tests.log")
@@ -269,6 +270,8 @@ def bench_size(size: str, out_dir: Path, batches: list[int], duration: float, st
         result["plot"] = "bench_generate.png"
     except ImportError as exc:
         result["plot"] = f"skipped: matplotlib is not installed ({exc})"
+    except Exception as exc:  # noqa: BLE001 - the numbers matter more than the picture
+        result["plot"] = f"failed: {type(exc).__name__}: {exc}"
     _dump(json_path, result)
     print(result["table"])
     return result
@@ -434,9 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "magnet_audio.evaluation.gpu_check", "--bench-size", size,
                "--out", str(out / name), "--budget", f"{budget - STARTUP_S:.1f}"] + (["--toy"] if args.toy else [])
         (out / name).mkdir(parents=True, exist_ok=True)
+        json_path = out / name / "bench_generate.json"
+        json_path.unlink(missing_ok=True)  # never read a previous run's rows
         hard = min(budget + GRACE_S, total - 3 - (time.perf_counter() - start))
         phase = run_phase(cmd, hard, out / name / "log.txt")
-        json_path = out / name / "bench_generate.json"
         if json_path.is_file():
             benches[size] = json.loads(json_path.read_text(encoding="utf-8"))
             phase["complete"] = benches[size].get("complete", False)
@@ -449,8 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     table, claims = summarize(benches)
     report["claims"], report["table"] = claims, table
     device_name = report["environment"]["device_name"] or "CPU"
-    report["plot"] = figure(benches, out / "gpu_check.png",
-                            f"MAGNeT vs same-size AR MusicGen, {plan['duration']:g} s clips ({device_name}, random weights)")
+    try:
+        report["plot"] = figure(benches, out / "gpu_check.png", f"MAGNeT vs same-size AR MusicGen, "
+                                f"{plan['duration']:g} s clips ({device_name}, random weights)")
+    except Exception as exc:  # noqa: BLE001 - the numbers matter more than the picture
+        report["plot"] = f"failed: {type(exc).__name__}: {exc}"
     report["complete"] = True
     report["elapsed_s"] = round(time.perf_counter() - start, 1)
     _dump(summary_path, report)
