@@ -1,8 +1,12 @@
 """The one-shot GPU check (``scripts/gpu_check.sh``): the CUDA-marked tests, then the paper's latency
 claim (Figure 2) at MAGNeT-small and -medium size, in one budgeted command.
 
-    PYTHONPATH=src python -m magnet_audio.evaluation.gpu_check [--out DIR]   # CUDA, ~8 minutes
-    PYTHONPATH=src python -m magnet_audio.evaluation.gpu_check --toy         # CPU smoke run, tiny size
+    scripts/gpu_check.sh [--out DIR]   # CUDA, ~8 minutes
+    scripts/gpu_check.sh --toy         # CPU smoke run, tiny size
+
+The script runs ``PYTHONPATH=src python -m magnet_audio.evaluation.gpu_check`` (no install step)
+after putting stand-ins in place of soundfile and soxr where that Python lacks them: ``magnet_audio``
+imports them at start-up, the check never uses them. Called directly, the module needs them installed.
 
 Phases, each in its own subprocess with a time budget (a phase that overruns is killed and the next
 one starts; ``--total`` bounds the whole run):
