@@ -308,7 +308,8 @@ def summarize(benches: dict[str, dict]) -> tuple[str, dict]:
                            for r in (e, f, a))
             lines.append((size, str(b), _fmt(ratio["exact_latency_s"]), _fmt(ratio["fast_latency_s"]),
                           _fmt(ratio["ar_latency_s"]), _fmt(ratio["exact_speedup_vs_ar"], ".2f", "x"),
-                          _fmt(ratio["fast_speedup_vs_ar"], ".2f", "x"), _fmt(ratio["fast_speedup_vs_exact"], ".2f", "x"),
+                          _fmt(ratio["fast_speedup_vs_ar"], ".2f", "x"),
+                          _fmt(ratio["fast_speedup_vs_exact"], ".2f", "x"),
                           *(_fmt(r and r["throughput"], ".3g") for r in (e, f, a)), mem))
             if b == 1:
                 exact, fast = ratio["exact_speedup_vs_ar"], ratio["fast_speedup_vs_exact"]
