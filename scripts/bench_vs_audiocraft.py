@@ -8,81 +8,30 @@ decodes greedily with the same steps. Prints whether the tokens are identical an
 of ``--runs``. Text encoding and the codec are left out: only LM decoding differs between the two.
 
 audiocraft is not a dependency of this project (it pins torch and needs torchaudio, which does not
-pair with the CPU wheel we use). Install it without its dependencies into a separate folder:
+pair with the CPU wheel we use). `python3 scripts/setup.py --test` installs it without its
+dependencies into `.venv/audiocraft-1.3.0`; by hand (the pinned list is `audiocraft_compat.PACKAGES`):
 
-    .venv/bin/pip install --no-deps -t /tmp/acpkgs audiocraft==1.3.0 flashy julius einops hydra-core \\
-        omegaconf antlr4-python3-runtime==4.9.3 num2words docopt
-    .venv/bin/python scripts/bench_vs_audiocraft.py --acpkgs /tmp/acpkgs --dim 1024 --layers 24 --heads 16
+    .venv/bin/pip install --no-deps -t .venv/audiocraft-1.3.0 audiocraft==1.3.0 flashy julius einops \\
+        hydra-core omegaconf antlr4-python3-runtime==4.9.3 num2words docopt
+    .venv/bin/python scripts/bench_vs_audiocraft.py --dim 1024 --layers 24 --heads 16
 
 Modules audiocraft imports but its LM never runs (torchaudio, av, spacy, ...) are replaced by empty
-stand-ins at import time. xformers' two attention ops are replaced by PyTorch equivalents (the
-backend audiocraft's loader selects for the released models, on the same SDPA kernel as ours).
+stand-ins, and xformers' two attention ops by PyTorch equivalents (the backend audiocraft's loader
+selects for the released models, on the same SDPA kernel as ours): see `scripts/audiocraft_compat.py`,
+which the interoperability tests share.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.machinery
 import json
 import math
 import sys
 import time
-import types
 
 import torch
 
-#: top-level packages audiocraft imports that its LM does not use at run time
-STUBBED = ("torchaudio", "av", "spacy", "demucs", "torchmetrics", "encodec", "pesq", "pystoi",
-           "laion_clap", "dora", "submitit", "treetable", "gradio", "colorlog")
-
-
-def _xformers_ops() -> types.ModuleType:
-    """The two xformers ops audiocraft's attention calls, on PyTorch: ``unbind`` and
-    ``memory_efficient_attention`` (layout [B, T, H, D], additive bias), i.e. the backend that
-    audiocraft's loader selects for the released MAGNeT models, computed with the same SDPA kernel
-    that our decoding uses."""
-    ops = types.ModuleType("xformers.ops")
-    ops.unbind = torch.unbind
-
-    def memory_efficient_attention(q, k, v, attn_bias=None, p=0.0):
-        out = torch.nn.functional.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attn_bias, dropout_p=p)
-        return out.transpose(1, 2)
-
-    ops.memory_efficient_attention = memory_efficient_attention
-    ops.LowerTriangularMask = type("LowerTriangularMask", (), {})  # imported by a compatibility check only
-    return ops
-
-
-class _Stub(types.ModuleType):
-    """A module whose every attribute is another stand-in (so ``from x import y`` works)."""
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _Stub(f"{self.__name__}.{name}")
-
-    def __call__(self, *args, **kwargs):
-        return _Stub(f"{self.__name__}()")
-
-    def __mro_entries__(self, bases):
-        return (object,)
-
-
-class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in STUBBED:
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = _Stub(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module):
-        pass
+import audiocraft_compat  # beside this script
 
 
 def audiocraft_lm(xp_cfg: dict, state: dict, memory: torch.Tensor):
@@ -116,7 +65,9 @@ def timed(fn, runs: int) -> tuple[torch.Tensor, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--acpkgs", required=True, help="folder audiocraft 1.3.0 was installed into (pip -t)")
+    p.add_argument("--acpkgs", default=None,
+                   help="folder audiocraft 1.3.0 was installed into (pip -t; default: $MAGNET_AUDIOCRAFT_DIR, "
+                        "else .venv/audiocraft-1.3.0)")
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--layers", type=int, default=4)
@@ -129,10 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
 
-    sys.path.insert(0, args.acpkgs)
-    sys.meta_path.insert(0, _StubFinder())
-    sys.modules["xformers"] = types.ModuleType("xformers")  # no xformers.profiler: not profiled
-    sys.modules["xformers.ops"] = sys.modules["xformers"].ops = _xformers_ops()
+    audiocraft_compat.activate(args.acpkgs)
     if args.threads:
         torch.set_num_threads(args.threads)
     from audiocraft.modules.conditioners import ConditioningAttributes

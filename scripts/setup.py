@@ -4,8 +4,11 @@
     python3 scripts/setup.py           # the package
     python3 scripts/setup.py --test    # plus everything the test suite exercises: the test, data
                                        # and app extras, the system packages of
-                                       # scripts/install_system_deps.sh (needs root or sudo), and
+                                       # scripts/install_system_deps.sh (needs root or sudo),
                                        # the light evaluation models (install_eval_deps.sh --no-musicnn)
+                                       # and audiocraft 1.3.0 without its dependencies in
+                                       # .venv/audiocraft-1.3.0 (scripts/audiocraft_compat.py), which
+                                       # tests/test_audiocraft_interop.py runs
 
 PyTorch is installed first, pinned (MAGNET_TORCH, default torch==2.13.0), so that pip does not
 pick an unrelated multi-GB build to satisfy a range. Needs only Python >= 3.10.
@@ -43,6 +46,9 @@ def main() -> int:
     extras = "[test,data,app]" if args.test else ""
     if args.test:
         run("bash", str(ROOT / "scripts" / "install_system_deps.sh"))
+        # audiocraft has its own folder and stamp: never importable from .venv, never mixed with our packages
+        from audiocraft_compat import install as install_audiocraft  # beside this script
+        install_audiocraft(python)
     stamp = VENV / ".magnet-installed"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (TORCH + extras).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == want:
