@@ -244,10 +244,14 @@ def test_mismatched_weights_are_refused(fixture_dir, tmp_path):
         load_lm_model(tmp_path, device="cpu")
 
 
-def _audiocraft_rope_export(path, lm, frequencies):
-    """An audiocraft-layout export of ``lm`` whose state dict carries audiocraft's rope buffer."""
+def _audiocraft_rope_export(path, lm, frequencies, layer_frequencies=None):
+    """An audiocraft-layout export of ``lm`` whose state dict carries audiocraft's rope buffer, once for
+    the transformer and once for each layer's self-attention (the same module), as audiocraft saves it."""
     import yaml
-    state = {**lm.state_dict(), "transformer.rope.frequencies": frequencies}
+    layer_frequencies = frequencies if layer_frequencies is None else layer_frequencies
+    state = {**lm.state_dict(), "transformer.rope.frequencies": frequencies,
+             **{f"transformer.layers.{i}.self_attn.rope.frequencies": layer_frequencies
+                for i in range(lm.cfg.num_layers)}}
     torch.save({"best_state": state, "xp.cfg": yaml.safe_dump(lm.cfg.to_xp_cfg()), "exported": True},
                path / "state_dict.bin")
 
@@ -264,6 +268,9 @@ def test_audiocraft_rope_checkpoint_loads_and_its_buffer_is_checked(tmp_path):
     _audiocraft_rope_export(tmp_path, lm, head_frequencies * 2)
     with pytest.raises(CheckpointError, match="non-standard rotary frequencies"):
         load_lm_model(tmp_path, device="cpu")
+    _audiocraft_rope_export(tmp_path, lm, head_frequencies, layer_frequencies=head_frequencies * 2)
+    with pytest.raises(CheckpointError, match=r"layers\.0\.self_attn\.rope\.frequencies holds non-standard"):
+        load_lm_model(tmp_path, device="cpu")
 
 
 def test_rope_state_dict_round_trips_through_audiocraft_layout():
@@ -272,6 +279,8 @@ def test_rope_state_dict_round_trips_through_audiocraft_layout():
         lm = _random_lm(32, 2, 1, 16, 4, ctx=5, positional_embedding=positions)
         theirs = to_audiocraft_state(lm.state_dict(), lm.cfg)
         assert ("transformer.rope.frequencies" in theirs) == (positions != "sin")
+        assert ("transformer.layers.0.self_attn.rope.frequencies" in theirs) == (positions != "sin")
+        assert len(theirs) - len(lm.state_dict()) == (0 if positions == "sin" else 1 + lm.cfg.num_layers)
         assert from_audiocraft_state(theirs, lm.cfg).keys() == lm.state_dict().keys()
     sin_lm = _random_lm(32, 2, 1, 16, 4, ctx=5)  # a sin model given the buffer: strict loading refuses it
     with pytest.raises(RuntimeError, match="rope.frequencies"):

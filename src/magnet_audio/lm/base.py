@@ -117,23 +117,65 @@ class CodesLM(nn.Module):
         return sum(self.emb[k](codes[:, k]) for k in range(self.cfg.n_q))
 
 
+def rope_buffer_keys(num_layers: int) -> list[str]:
+    """The state-dict keys of audiocraft's rotary-embedding buffer: its transformer holds one
+    ``RotaryEmbedding`` and every layer's self-attention holds the same module again, so it is saved
+    ``1 + num_layers`` times."""
+    return [ROPE_BUFFER] + [f"transformer.layers.{i}.self_attn.rope.frequencies" for i in range(num_layers)]
+
+
 def from_audiocraft_state(state: dict[str, torch.Tensor], cfg: LMConfig) -> dict[str, torch.Tensor]:
-    """An audiocraft LM state dict without the rotary-embedding buffer audiocraft stores and this
-    implementation computes; refused if its values are not the standard ones."""
-    if ROPE_BUFFER not in state or cfg.positional_embedding == "sin":
+    """An audiocraft LM state dict without the rotary-embedding buffers audiocraft stores and this
+    implementation computes (:func:`rope_buffer_keys`; any of them may be absent). Each one present
+    must hold the standard frequencies, else the checkpoint is refused. A ``sin`` model keeps such
+    keys, so that strict loading refuses them."""
+    if cfg.positional_embedding == "sin":
         return state
-    stored = state[ROPE_BUFFER].float()
     expected = rope_frequencies(cfg.dim // cfg.num_heads)
-    if stored.shape != expected.shape or not torch.allclose(stored, expected, rtol=1e-3, atol=0):
-        raise CheckpointError(f"{ROPE_BUFFER} holds non-standard rotary frequencies (max_period 10000 expected)")
-    return {k: v for k, v in state.items() if k != ROPE_BUFFER}
+    keys = [k for k in rope_buffer_keys(cfg.num_layers) if k in state]
+    for key in keys:
+        stored = state[key].float()
+        if stored.shape != expected.shape or not torch.allclose(stored, expected, rtol=1e-3, atol=0):
+            raise CheckpointError(f"{key} holds non-standard rotary frequencies (max_period 10000 expected)")
+    return {k: v for k, v in state.items() if k not in keys}
 
 
 def to_audiocraft_state(state: dict[str, torch.Tensor], cfg: LMConfig) -> dict[str, torch.Tensor]:
-    """Our LM state dict as audiocraft's: with its rotary-embedding buffer (float32) for rope models."""
+    """Our LM state dict as audiocraft's: with its rotary-embedding buffers (float32, every key of
+    :func:`rope_buffer_keys`) for rope models, as audiocraft's ``load_state_dict(strict=True)`` wants."""
     if cfg.positional_embedding == "sin":
         return dict(state)
-    return {**state, ROPE_BUFFER: rope_frequencies(cfg.dim // cfg.num_heads)}
+    frequencies = rope_frequencies(cfg.dim // cfg.num_heads)
+    return {**state, **{key: frequencies.clone() for key in rope_buffer_keys(cfg.num_layers)}}
+
+
+def xp_segment_duration(seconds: float) -> int | float:
+    """``dataset.segment_duration`` as audiocraft's configs hold it: an int for whole seconds.
+    (audiocraft's MAGNeT LM slices its attention masks with ``frame_rate * segment_duration``, so a
+    float there fails with "slice indices must be integers"; see :func:`audiocraft_blockers`.)"""
+    seconds = float(seconds)
+    return int(seconds) if seconds.is_integer() else seconds
+
+
+def audiocraft_blockers(cfg: LMConfig) -> list[str]:
+    """Why audiocraft 1.3.0 cannot load an LM of this config (empty when it can)."""
+    reasons = []
+    if cfg.conditioner.model not in ("t5", "lut"):
+        reasons.append(f"audiocraft has no {cfg.conditioner.model!r} text conditioner (it has t5 and lut)")
+    if not float(cfg.segment_duration).is_integer():
+        reasons.append(f"its segment_duration {cfg.segment_duration} s is not a whole number of seconds "
+                       "(audiocraft's MAGNeT builds its attention masks for frame_rate x segment_duration "
+                       "frames and needs an integer there)")
+    return reasons
+
+
+def audiocraft_caveats(cfg: LMConfig) -> list[str]:
+    """What differs when audiocraft loads an LM of this config (it loads, but does not behave as here)."""
+    if cfg.conditioner.model != "lut":
+        return []
+    return ["its lut text conditioner is ours: we hash lower-cased words (sha256 into rows 1..n_bins-1), "
+            "audiocraft hashes spaCy lemmas without stop words (sha256 % n_bins), so in audiocraft a prompt "
+            "picks other table rows and the model does not follow it as it does here"]
 
 
 FUSER = {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [], "prepend": [],

@@ -23,6 +23,7 @@ from .base import (
     check_fuser,
     check_transformer_lm,
     transformer_lm_section,
+    xp_segment_duration,
 )
 from .musicgen import MusicGenLM, MusicGenLMConfig
 from .transformer import RowKVCache, band_mask, sin_embedding
@@ -56,12 +57,14 @@ class MagnetLMConfig(LMConfig):
                        hidden_scale=lm.get("hidden_scale", 4), n_q=lm["n_q"], card=lm["card"],
                        subcodes_context=lm.get("subcodes_context", 5),
                        span_len=cfg.get("masking", {}).get("span_len", 3),
-                       segment_duration=cfg["dataset"]["segment_duration"], frame_rate=frame_rate,
+                       segment_duration=float(cfg["dataset"]["segment_duration"]), frame_rate=frame_rate,
                        cfg_dropout=cfg.get("classifier_free_guidance", {}).get("training_dropout", 0.3),
                        conditioner=conditioner, hybrid=bool((cfg.get("magnet_audio") or {}).get("hybrid", False)),
                        positional_embedding=positions)
         except KeyError as exc:
             raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
+        except (TypeError, ValueError) as exc:  # e.g. a segment_duration that is no number
+            raise CheckpointError(f"the checkpoint's xp.cfg holds an invalid value: {exc}") from exc
 
     def to_xp_cfg(self) -> dict:
         """An audiocraft-style ``xp.cfg`` (dict) that audiocraft and :meth:`from_xp_cfg` read back."""
@@ -79,7 +82,7 @@ class MagnetLMConfig(LMConfig):
             "attribute_dropout": {},
             "fuser": dict(FUSER),
             "conditioners": {"description": self.conditioner.to_xp_cfg()},
-            "dataset": {"segment_duration": self.segment_duration},
+            "dataset": {"segment_duration": xp_segment_duration(self.segment_duration)},
             "masking": {"span_len": self.span_len},
             **extra,
         }

@@ -23,6 +23,7 @@ from .base import (
     check_fuser,
     check_transformer_lm,
     transformer_lm_section,
+    xp_segment_duration,
 )
 from .transformer import KVCache, causal_mask, sin_embedding
 
@@ -79,13 +80,15 @@ class MusicGenLMConfig(LMConfig):
             cfg_section = cfg.get("classifier_free_guidance", {})
             return cls(dim=lm["dim"], num_heads=lm["num_heads"], num_layers=lm["num_layers"],
                        hidden_scale=lm.get("hidden_scale", 4), n_q=lm["n_q"], card=lm["card"], delays=list(delays),
-                       segment_duration=cfg["dataset"]["segment_duration"], frame_rate=frame_rate,
+                       segment_duration=float(cfg["dataset"]["segment_duration"]), frame_rate=frame_rate,
                        cfg_dropout=cfg_section.get("training_dropout", 0.3),
                        cfg_coef=cfg_section.get("inference_coef", 3.0),
                        conditioner=ConditionerConfig.from_xp_cfg(conditioners["description"]),
                        positional_embedding=positions)
         except KeyError as exc:
             raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
+        except (TypeError, ValueError) as exc:  # e.g. a segment_duration that is no number
+            raise CheckpointError(f"the checkpoint's xp.cfg holds an invalid value: {exc}") from exc
 
     def to_xp_cfg(self) -> dict:
         """An ``xp.cfg`` (dict) laid out as audiocraft's MusicGen exports are (musicgen_lm.yaml +
@@ -105,7 +108,7 @@ class MusicGenLMConfig(LMConfig):
             "attribute_dropout": {},
             "fuser": dict(FUSER),
             "conditioners": {"description": self.conditioner.to_xp_cfg()},
-            "dataset": {"segment_duration": self.segment_duration},
+            "dataset": {"segment_duration": xp_segment_duration(self.segment_duration)},
         }
 
 
