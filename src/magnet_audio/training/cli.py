@@ -53,19 +53,24 @@ def cmd_export(args: argparse.Namespace) -> None:
         generation = json.loads(args.generation) if args.generation else None
     except json.JSONDecodeError as exc:
         raise InputError(f"--generation must be a JSON object: {exc}") from exc
+    notes: list[str] = []
     out = export(args.checkpoint, args.out_dir, use_ema=not args.no_ema, codec=args.codec, half=args.half,
-                 generation=generation)
-    audiocraft_codec = (out / "compression_state_dict.bin").exists()
-    if (out / "state_dict.bin").exists() and audiocraft_codec:
+                 generation=generation, notice=notes.append)
+    audiocraft_lm, audiocraft_codec = (out / "state_dict.bin").exists(), (out / "compression_state_dict.bin").exists()
+    if audiocraft_lm and audiocraft_codec:
         print(f"exported to {out}: state_dict.bin + compression_state_dict.bin (audiocraft), "
               "model.safetensors + config.json (magnet_audio)")
-    elif (out / "state_dict.bin").exists():
-        print(f"exported to {out}: model.safetensors + config.json (magnet_audio; its spectral codec has no "
-              "audiocraft form), and the LM alone in state_dict.bin (audiocraft)")
+    elif audiocraft_lm:
+        print(f"exported to {out}: model.safetensors + config.json (magnet_audio), and the LM alone in "
+              "state_dict.bin (audiocraft)")
+    elif (out / "config.json").is_file() and "lm" in json.loads((out / "config.json").read_text()):
+        print(f"exported to {out}: model.safetensors + config.json (magnet_audio only)")
     elif audiocraft_codec:
         print(f"exported the codec to {out / 'compression_state_dict.bin'} (audiocraft's format)")
     else:
         print(f"exported the codec to {out}: config.json + model.safetensors (magnet_audio)")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def cmd_bench_train(args: argparse.Namespace) -> None:
@@ -117,8 +122,11 @@ def add_subcommands(subparsers) -> None:
     p = subparsers.add_parser(
         "export", formatter_class=fmt, help="turn a training checkpoint into a model directory",
         description="Write the model of a training checkpoint (or of a run folder's last checkpoint) to OUT_DIR in "
-                    "audiocraft's format (state_dict.bin + compression_state_dict.bin, which MAGNeT.get_pretrained "
-                    "and audiocraft load) and in ours (model.safetensors + config.json). "
+                    "our format (model.safetensors + config.json) and, when audiocraft 1.3.0 can load the model, "
+                    "in audiocraft's (state_dict.bin + compression_state_dict.bin, which audiocraft's and our "
+                    "MAGNeT.get_pretrained load). Models audiocraft cannot load (a sentence text conditioner, a "
+                    "segment that is not whole seconds) get our format only, with a note saying why; docs/training.md "
+                    "lists which configs round-trip. "
                     "Example: magnet export runs/magnet OUT/my-magnet")
     p.add_argument("checkpoint", help="checkpoint file or run folder")
     p.add_argument("out_dir", help="output directory")

@@ -2,14 +2,20 @@
 
 OUT_DIR gets two formats of the same model:
 
-* audiocraft's export format, which ``MAGNeT.get_pretrained(OUT_DIR)`` and audiocraft's own
-  ``MAGNeT.get_pretrained`` load: ``state_dict.bin`` = ``{'best_state': LM state dict, 'xp.cfg':
-  YAML string, 'version', 'exported': True}`` and ``compression_state_dict.bin`` (the codec, via
-  :func:`~magnet_audio.codec.save_audiocraft_export`; not for our spectral codec, which has no
-  audiocraft form: such a model is read from our format alone);
 * ours: ``model.safetensors`` (LM weights under ``lm.``, codec weights under ``codec.``) and
   ``config.json`` (``{"format": "magnet_audio", "lm": ..., "codec": ..., "training": ...}``), read
-  back by ``MAGNeT.get_pretrained(OUT_DIR)`` too (the audiocraft files may then be deleted).
+  back by ``MAGNeT.get_pretrained(OUT_DIR)``; always written;
+* audiocraft's export format, which audiocraft 1.3.0's own ``MAGNeT.get_pretrained(OUT_DIR)`` (and
+  ours) load: ``state_dict.bin`` = ``{'best_state': LM state dict, 'xp.cfg': YAML string, 'version',
+  'exported': True}`` and ``compression_state_dict.bin`` (the codec, via
+  :func:`~magnet_audio.codec.save_audiocraft_export`). Written only for models audiocraft can load:
+  not for a ``sentence`` text conditioner (audiocraft has none) or a segment that is not a whole
+  number of seconds (:func:`~magnet_audio.lm.base.audiocraft_blockers`); a stale pair from an
+  earlier export is then removed. Our spectral codec has no audiocraft form: its models get
+  ``state_dict.bin`` (the LM alone, which audiocraft's ``load_lm_model_magnet`` reads) but no
+  ``compression_state_dict.bin``. A ``lut`` model loads in audiocraft but its prompts pick other
+  table rows there (:func:`~magnet_audio.lm.base.audiocraft_caveats`). :func:`export` reports each
+  of these as a notice; ``tests/test_audiocraft_interop.py`` runs audiocraft itself on the results.
 
 The LM weights are the EMA weights when the run kept an EMA (as audiocraft exports them), else the
 raw weights. Every file is written to a temporary name and renamed. A codec training checkpoint
@@ -21,14 +27,16 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 import yaml
 
 from ..checkpoints import OUR_CONFIG as CONFIG_FILE, OUR_FORMAT as FORMAT, OUR_WEIGHTS as SAFETENSORS_FILE
 from ..errors import CheckpointError, InputError
-from ..lm.base import to_audiocraft_state
+from ..lm.base import audiocraft_blockers, audiocraft_caveats, to_audiocraft_state
 from ..lm.magnet import MagnetLM, MagnetLMConfig
 from ..loaders import CODEC_FILENAME, LM_FILENAME
 from ..utils import write_atomic
@@ -60,7 +68,8 @@ def checkpoint_weights(ckpt: dict, use_ema: bool = True) -> dict[str, torch.Tens
 
 
 def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True,
-           codec: str | None = None, half: bool = False, generation: dict | None = None) -> Path:
+           codec: str | None = None, half: bool = False, generation: dict | None = None,
+           notice: Callable[[str], None] | None = None) -> Path:
     """Write the model of a MAGNeT training checkpoint (or a run folder's last one) to ``out_dir``.
 
     codec: the codec to ship (default: the one the run used, recorded in the checkpoint).
@@ -68,12 +77,14 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
         back into float32.
     generation: the model's recommended ``set_generation_params`` options (e.g. ``{"temperature":
         1.0}``), stored in ``config.json`` and applied by ``MAGNeT.get_pretrained``.
+    notice: called with one line for each way the export is not a full audiocraft model (see the
+        module docstring); default: :func:`warnings.warn`.
     Returns ``out_dir``.
     """
     from safetensors.torch import save_file
 
     from .. import __version__
-    from ..codec import EncodecModel, load_compression_model, save_audiocraft_export
+    from ..codec import load_compression_model
 
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
@@ -104,14 +115,8 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype).contiguous()
              for k, v in lm.state_dict().items()}
-    package = {"best_state": to_audiocraft_state(state, lm_cfg),
-               "xp.cfg": yaml.safe_dump(lm_cfg.to_xp_cfg(), sort_keys=False),
-               "version": f"magnet_audio {__version__}", "exported": True}
-    write_atomic(lambda tmp: torch.save(package, tmp), out / LM_FILENAME)
-    if isinstance(codec_model, EncodecModel):  # our spectral codec has no audiocraft form
-        write_atomic(lambda tmp: save_audiocraft_export(codec_model, tmp), out / CODEC_FILENAME)
-    elif (out / CODEC_FILENAME).exists():  # an older export's EnCodec would be loaded first
-        (out / CODEC_FILENAME).unlink()
+    _write_audiocraft_form(out, state, lm_cfg, codec_model,
+                           notice or (lambda line: warnings.warn(line, stacklevel=4)))
 
     tensors = {f"lm.{k}": v.clone() for k, v in state.items()}
     tensors.update({f"codec.{k}": v.detach().cpu().contiguous().clone() for k, v in codec_model.state_dict().items()})
@@ -124,3 +129,31 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
                            "ema": bool(use_ema and ckpt.get("ema") is not None)}}
     write_atomic(lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"), out / CONFIG_FILE)
     return out
+
+
+def _write_audiocraft_form(out: Path, state: dict[str, torch.Tensor], lm_cfg: MagnetLMConfig, codec_model,
+                           notice: Callable[[str], None]) -> None:
+    """``state_dict.bin`` and ``compression_state_dict.bin`` when audiocraft can load them, with a
+    notice for each way the export falls short of an audiocraft model (see the module docstring)."""
+    from .. import __version__
+    from ..codec import EncodecModel, save_audiocraft_export
+
+    blockers = audiocraft_blockers(lm_cfg)
+    if blockers:  # no audiocraft files: a stale pair from an earlier export would describe another model
+        for stale in (LM_FILENAME, CODEC_FILENAME):
+            (out / stale).unlink(missing_ok=True)
+        notice(f"not an audiocraft model: {'; '.join(blockers)}. Wrote magnet_audio's format only "
+               "(config.json + model.safetensors), which MAGNeT.get_pretrained of magnet_audio loads")
+    else:
+        package = {"best_state": to_audiocraft_state(state, lm_cfg),
+                   "xp.cfg": yaml.safe_dump(lm_cfg.to_xp_cfg(), sort_keys=False),
+                   "version": f"magnet_audio {__version__}", "exported": True}
+        write_atomic(lambda tmp: torch.save(package, tmp), out / LM_FILENAME)
+        if isinstance(codec_model, EncodecModel):
+            write_atomic(lambda tmp: save_audiocraft_export(codec_model, tmp), out / CODEC_FILENAME)
+        else:  # our spectral codec has no audiocraft form; an older export's EnCodec would be loaded first
+            (out / CODEC_FILENAME).unlink(missing_ok=True)
+            notice("audiocraft cannot load this folder as a model: its spectral codec has no audiocraft form "
+                   "(state_dict.bin holds the LM alone, for audiocraft's load_lm_model_magnet)")
+        for caveat in audiocraft_caveats(lm_cfg):
+            notice(f"audiocraft loads this model, but {caveat}")
