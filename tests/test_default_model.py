@@ -1,6 +1,7 @@
-"""The default model that ships in the package (magnet-audio/synth-music): present, within its size
-budget, loaded by every entry point with no network, generating audio, and with a codec that
-reconstructs held-out music, pitch included, far better than an untrained codec of the same shape."""
+"""The model that ships in the package (magnet-audio/synth-music): present, within its size budget,
+loaded with no network (by `magnet generate` too, when the default facebook/magnet-small-10secs
+cannot be had: see test_default_choice.py), generating audio, and with a codec that reconstructs
+held-out music, pitch included, far better than an untrained codec of the same shape."""
 
 import json
 
@@ -15,19 +16,20 @@ from magnet_audio.cli import main as cli_main
 from magnet_audio.codec import SpectralCodec, codec_from_config
 from magnet_audio.decoding.beats import beat_spans
 from magnet_audio.evaluation.codec_eval import mel_distance, reconstruct
-from magnet_audio.names import DEFAULT_MODEL, bundled_models, resolve_bundled
+from magnet_audio import names
+from magnet_audio.names import BUNDLED_MODEL, bundled_models, resolve_bundled
 
 CLIP = "synth/heldout_clip.wav"  # 5 s of a held-out `magnet data synth --seed 0` render (not trained on)
 
 
 @pytest.fixture(scope="module")
 def model() -> MAGNeT:
-    return MAGNeT.get_pretrained(device="cpu")  # no name: the default
+    return MAGNeT.get_pretrained(BUNDLED_MODEL, device="cpu")
 
 
 def test_default_model_ships_in_the_package():
-    assert DEFAULT_MODEL == "magnet-audio/synth-music" and DEFAULT_MODEL in bundled_models()
-    folder = resolve_bundled(DEFAULT_MODEL)
+    assert BUNDLED_MODEL == "magnet-audio/synth-music" and BUNDLED_MODEL in bundled_models()
+    folder = resolve_bundled(BUNDLED_MODEL)
     files = {p.name: p.stat().st_size for p in folder.iterdir()}
     assert {"model.safetensors", "config.json", "README.md"} <= set(files)
     assert sum(files.values()) <= 60e6
@@ -36,7 +38,7 @@ def test_default_model_ships_in_the_package():
 
 
 def test_default_model_loads_offline_and_generates(model):
-    assert model.name == DEFAULT_MODEL and model.sample_rate == 16000 and model.max_duration == 10.0
+    assert model.name == BUNDLED_MODEL and model.sample_rate == 16000 and model.max_duration == 10.0
     model.set_generation_params(decoding_steps=[4, 2, 2, 2])
     torch.manual_seed(0)
     wav, codes = model.generate(["calm solo piano ballad in A minor, slow tempo", None], return_tokens=True)
@@ -86,14 +88,21 @@ def test_codec_reconstructs_held_out_music_with_its_pitch(model, fixture_dir):
 
 
 def test_the_codec_loads_on_its_own():
-    codec = load_compression_model(DEFAULT_MODEL, device="cpu")
+    codec = load_compression_model(BUNDLED_MODEL, device="cpu")
     assert (codec.sample_rate, codec.frame_rate, codec.num_codebooks) == (16000, 50, 4)
 
 
-def test_magnet_generate_uses_the_default_model(tmp_path, monkeypatch):
+def test_magnet_generate_falls_back_to_the_bundled_model_offline(tmp_path, monkeypatch, capsys):
+    """The README's Quickstart here (offline, nothing cached): the bundled model, with a one-line note."""
     monkeypatch.delenv("MAGNET_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(names, "default_model_cached", lambda t5_path=None: False)
     assert cli_main(["generate", "upbeat funk with slap bass and drums, 120 bpm", "-o", str(tmp_path),
                      "--steps", "2,1,1,1", "--seed", "0"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert notes == [f"note: using the bundled {BUNDLED_MODEL}, not the default facebook/magnet-small-10secs: it "
+                     "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; --model or $MAGNET_MODEL "
+                     "picks another"]
     (out,) = tmp_path.glob("*.wav")
     audio, sr = sf.read(out)
     assert sr == 16000 and len(audio) >= 9.9 * sr and np.isfinite(audio).all()

@@ -26,7 +26,7 @@ def diagnostics():
 
 @pytest.fixture(scope="module")
 def model() -> MAGNeT:
-    return MAGNeT.get_pretrained(device="cpu")
+    return MAGNeT.get_pretrained("magnet-audio/synth-music", device="cpu")
 
 
 def test_token_stats_counts_distinct_tokens_and_repeats(diagnostics):

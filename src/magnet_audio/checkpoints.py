@@ -18,9 +18,8 @@ import torch
 import yaml
 
 from .errors import CheckpointError
-from .names import resolve_bundled
+from .names import HUB_CACHE_ENV, resolve_bundled
 
-HUB_CACHE_ENV = "MAGNET_CACHE_DIR"
 
 # Our model format (written by `magnet export`): one safetensors file with the LM weights under
 # ``lm.`` and the codec weights under ``codec.``, and a config.json {"format": "magnet_audio", "lm":

@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 from .errors import InputError, MagnetError
-from .names import default_model_name
 
 SELF_AR = "self"  # --hybrid-ar value: the MAGNeT model's own autoregressive view
 
@@ -150,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="generate audio from text prompts", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Generate one audio file per prompt. Example: magnet generate \"lofi beat\" \"calm piano\" -o out/")
     gen.add_argument("prompts", nargs="+", help="text prompts, one file each")
-    gen.add_argument("--model", "-m", default=default_model_name(),
-                     help="hub repo id or local directory (state_dict.bin + compression_state_dict.bin)")
+    gen.add_argument("--model", "-m", default=None,
+                     help="hub repo id or local directory (state_dict.bin + compression_state_dict.bin). Default: "
+                          "$MAGNET_MODEL, else facebook/magnet-small-10secs when it is cached or the hub answers, "
+                          "else the bundled magnet-audio/synth-music (with a note saying why)")
     gen.add_argument("--t5-path", default=None, help="local directory of the T5 text encoder (offline use)")
     gen.add_argument("--output", "-o", default="outputs", help="output directory")
     gen.add_argument("--format", default="wav", choices=["wav", "flac", "ogg", "mp3"], help="audio file format")

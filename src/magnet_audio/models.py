@@ -30,7 +30,7 @@ from .errors import CheckpointError, InputError
 from .lm.magnet import MagnetLM
 from .lm.musicgen import MusicGenLM
 from .loaders import load_lm_model
-from .names import DEFAULT_MODEL, MAGNET_REPOS
+from .names import MAGNET_REPOS, resolve_default_model
 from .utils import resolve_device
 
 OFFICIAL_MODELS = MAGNET_REPOS
@@ -50,10 +50,14 @@ class MAGNeT(BaseGenModel):
         self.recommended_generation_params: dict = {}
 
     @staticmethod
-    def get_pretrained(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
+    def get_pretrained(name: str | None = None, device: str | torch.device | None = None,
                        t5_path: str | os.PathLike | None = None) -> "MAGNeT":
         """Load a model by name: a hub repo id (``facebook/magnet-small-10secs`` ...), a local
-        directory, or a model that ships with the package (``magnet-audio/synth-music``, the default).
+        directory, or a model that ships with the package (``magnet-audio/synth-music``).
+
+        No name: ``$MAGNET_MODEL``, else ``facebook/magnet-small-10secs`` as in audiocraft when it
+        is cached locally or the hub answers, else the bundled ``magnet-audio/synth-music`` with a
+        one-line note on stderr saying why (:func:`~magnet_audio.names.resolve_default_model`).
 
         A directory holds ``state_dict.bin`` and ``compression_state_dict.bin`` (audiocraft's export
         format) or ``model.safetensors`` and ``config.json`` (ours, from ``magnet export``).
@@ -61,6 +65,8 @@ class MAGNeT(BaseGenModel):
         the T5 encoder, for machines that cannot reach the hub. A model in our format may recommend
         decoding options (``config.json``'s ``generation``): they become its defaults.
         """
+        if name is None:
+            name = resolve_default_model(t5_path)
         device = resolve_device(device)
         codec = load_compression_model(codec_source(name), device=device)
         lm = load_lm_model(name, device=device, t5_path=t5_path, frame_rate=int(round(codec.frame_rate)))
