@@ -139,8 +139,18 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print(f"wrote {len(written)} file(s) to {out_dir}", file=sys.stderr)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``magnet generate: error: argument --seed:
+    invalid int value: '1e23' (see --help)``) and exit 2, like the commands' own errors; the full
+    usage stays in ``--help``. Subparsers inherit the class."""
+
+    def error(self, message: str):
+        from .validation import one_line
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="magnet", description="MAGNeT text-to-music / text-to-sound: generate, and more.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,9 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from .validation import cli_args
+        cli_args(args)  # devices, seeds, numbers and outputs every subcommand shares
         args.func(args)
     except MagnetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .validation import one_line
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

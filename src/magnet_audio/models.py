@@ -26,6 +26,7 @@ from .decoding.hybrid import check_pair, generate_hybrid_codes
 from .decoding.rescoring import ARRescorer
 from .genmodel import BaseGenModel, check_descriptions, codec_source
 from .checkpoints import read_our_config
+from . import validation
 from .errors import CheckpointError, InputError
 from .lm.magnet import MagnetLM
 from .lm.musicgen import MusicGenLM
@@ -123,13 +124,12 @@ class MAGNeT(BaseGenModel):
             max_cfg_coef=max_cfg_coef, min_cfg_coef=min_cfg_coef, decoding_steps=list(decoding_steps),
             span_arrangement=span_arrangement, anneal_temp=anneal_temp, span_scoring=span_scoring,
             rescore_weight=rescore_weight, beat_lock=beat_lock, **options,
-        ).validate(self.lm.num_codebooks)
+        ).validate(self.lm.num_codebooks, card=self.lm.cfg.card)
         if params.int8 and self.device.type != "cpu":
             raise InputError(f"int8 decoding runs on CPU only (the model is on {self.device.type})")
-        duration = self.max_duration if duration is None else duration
-        extend_stride = self.max_duration / 2 if extend_stride is None else extend_stride
-        if not isinstance(duration, (int, float)) or duration <= 0:
-            raise InputError(f"duration must be a positive number of seconds, got {duration!r}")
+        duration = self.max_duration if duration is None else validation.duration(duration, "duration (seconds)")
+        extend_stride = (self.max_duration / 2 if extend_stride is None
+                         else validation.finite_float(extend_stride, "extend_stride (seconds)"))
         if duration > self.max_duration and not 0 < extend_stride < self.max_duration:
             raise InputError(f"extend_stride must be in (0, {self.max_duration}) s (the model's window), "
                              f"got {extend_stride}")

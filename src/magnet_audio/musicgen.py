@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .codec import load_compression_model
 from .codec.model import EncodecModel
 from .decoding.ar import ARGenerationParams, generate_ar
+from . import validation
 from .errors import InputError
 from .lm.musicgen import MusicGenLM, load_musicgen_lm
 from .genmodel import BaseGenModel, check_descriptions, codec_source
@@ -81,8 +82,9 @@ class MusicGen(BaseGenModel):
         """
         params = ARGenerationParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
                                     cfg_coef=cfg_coef).validate()
-        if not isinstance(duration, (int, float)) or duration <= 0:
-            raise InputError(f"duration must be a positive number of seconds, got {duration!r}")
+        params.top_k = validation.int_in_range(top_k, "top_k", 0, self.lm.cfg.card)
+        duration = validation.duration(duration, "duration (seconds)")
+        extend_stride = validation.finite_float(extend_stride, "extend_stride (seconds)")
         if duration > self.max_duration and not 0 < extend_stride < self.max_duration:
             raise InputError(f"extend_stride must be in (0, {self.max_duration}) s (the model's window) to "
                              f"generate {duration} s, got {extend_stride}")

@@ -46,14 +46,14 @@ class ARGenerationParams:
     cfg_coef: float = 3.0
 
     def validate(self) -> "ARGenerationParams":
-        if self.top_k < 0:
-            raise InputError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0.0 <= self.top_p <= 1.0:
-            raise InputError(f"top_p must be in [0, 1], got {self.top_p}")
-        if self.temperature < 0:
-            raise InputError(f"temperature must be >= 0, got {self.temperature}")
-        if self.cfg_coef < 0:
-            raise InputError(f"cfg_coef must be >= 0, got {self.cfg_coef}")
+        """Raise :class:`InputError` on a wrong type, a non-finite or an out-of-range value; return self."""
+        from .. import validation as v
+
+        self.use_sampling = v.boolean(self.use_sampling, "use_sampling")
+        self.top_k = v.int_in_range(self.top_k, "top_k", 0, v.MAX_CARD)
+        self.top_p = v.finite_float(self.top_p, "top_p", 0, 1)
+        self.temperature = v.finite_float(self.temperature, "temperature", 0, 1e4)
+        self.cfg_coef = v.finite_float(self.cfg_coef, "cfg_coef", 0, 1e4)
         return self
 
     def to_dict(self) -> dict:

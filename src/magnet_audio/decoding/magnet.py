@@ -83,37 +83,34 @@ class GenerationParams:
     half: bool = False
     compile: bool = False
 
-    def validate(self, num_codebooks: int) -> "GenerationParams":
-        """Raise :class:`InputError` on out-of-range values; return self."""
-        steps = list(self.decoding_steps)
-        if len(steps) != num_codebooks or any(int(s) != s or s < 1 for s in steps):
-            raise InputError(f"decoding_steps must be {num_codebooks} positive integers, got {steps}")
-        if self.top_k < 0:
-            raise InputError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0.0 <= self.top_p <= 1.0:
-            raise InputError(f"top_p must be in [0, 1], got {self.top_p}")
-        if self.temperature < 0:
-            raise InputError(f"temperature must be >= 0, got {self.temperature}")
-        if self.min_cfg_coef < 0 or self.max_cfg_coef < 0:
-            raise InputError(f"CFG coefficients must be >= 0, got {self.max_cfg_coef}, {self.min_cfg_coef}")
-        if self.span_arrangement not in ("nonoverlap", "stride1"):
-            raise InputError(f"span_arrangement must be 'nonoverlap' or 'stride1', got {self.span_arrangement!r}")
-        if self.span_scoring not in ("max", "prod"):
-            raise InputError(f"span_scoring must be 'max' or 'prod', got {self.span_scoring!r}")
-        if not 0 <= self.beat_lock < float("inf"):
-            raise InputError(f"beat_lock must be a finite number of seconds >= 0, got {self.beat_lock}")
-        if not 0.0 <= self.rescore_weight <= 1.0:
-            raise InputError(f"rescore_weight must be in [0, 1], got {self.rescore_weight}")
-        if int(self.kv_cache_refresh) != self.kv_cache_refresh or self.kv_cache_refresh < 1:
-            raise InputError(f"kv_cache_refresh must be a positive integer, got {self.kv_cache_refresh}")
-        if int(self.cfg_null_refresh) != self.cfg_null_refresh or self.cfg_null_refresh < 1:
-            raise InputError(f"cfg_null_refresh must be a positive integer, got {self.cfg_null_refresh}")
-        if self.cfg_skip_threshold < 0:
-            raise InputError(f"cfg_skip_threshold must be >= 0, got {self.cfg_skip_threshold}")
+    def validate(self, num_codebooks: int, card: int | None = None) -> "GenerationParams":
+        """Raise :class:`InputError` on a wrong type, a non-finite or an out-of-range value (``card``:
+        the vocabulary size, which bounds ``top_k``); return self with the integers normalised."""
+        from .. import validation as v
+
+        steps = self.decoding_steps
+        if isinstance(steps, (str, bytes)) or not hasattr(steps, "__len__") or len(steps) != num_codebooks:
+            raise InputError(f"decoding_steps must be {num_codebooks} positive integers, got {steps!r}")
+        steps = [v.positive_int(s, "decoding_steps", 100_000) for s in steps]
+        for name in ("use_sampling", "anneal_temp"):
+            setattr(self, name, v.boolean(getattr(self, name), name))
+        self.top_k = v.int_in_range(self.top_k, "top_k", 0, card)
+        self.top_p = v.finite_float(self.top_p, "top_p", 0, 1)
+        self.temperature = v.finite_float(self.temperature, "temperature", 0, 1e4)
+        self.max_cfg_coef = v.finite_float(self.max_cfg_coef, "max_cfg_coef (CFG)", 0, 1e4)
+        self.min_cfg_coef = v.finite_float(self.min_cfg_coef, "min_cfg_coef (CFG)", 0, 1e4)
+        v.choice(self.span_arrangement, "span_arrangement", ("nonoverlap", "stride1"))
+        v.choice(self.span_scoring, "span_scoring", ("max", "prod"))
+        self.beat_lock = v.finite_float(self.beat_lock, "beat_lock (seconds)", 0, v.MAX_DURATION)
+        self.rescore_weight = v.finite_float(self.rescore_weight, "rescore_weight", 0, 1)
+        self.kv_cache_refresh = v.positive_int(self.kv_cache_refresh, "kv_cache_refresh", 100_000)
+        self.cfg_null_refresh = v.positive_int(self.cfg_null_refresh, "cfg_null_refresh", 100_000)
+        self.cfg_skip_threshold = v.finite_float(self.cfg_skip_threshold, "cfg_skip_threshold", 0, 1e4)
+        for name in ("int8", "half", "compile"):
+            setattr(self, name, v.boolean(getattr(self, name), name))
         if self.int8 and self.half:
             raise InputError("int8 and half are alternatives (int8 on CPU, half on GPU): choose one")
-        self.kv_cache_refresh, self.cfg_null_refresh = int(self.kv_cache_refresh), int(self.cfg_null_refresh)
-        self.decoding_steps = [int(s) for s in steps]
+        self.decoding_steps = steps
         return self
 
     def to_dict(self) -> dict:

@@ -1,0 +1,318 @@
+"""One validation layer for values that come from users: CLI flags, API arguments, config files,
+manifests and the app.
+
+Every helper checks one value and returns it (converted where that is lossless: an integral float
+to ``int``), or raises :class:`~magnet_audio.errors.InputError` with a one-line message that names
+the option (``what``) and shows the bad value. The entry points call these helpers instead of
+writing their own comparisons, so that NaN, infinity, booleans passed as numbers, strings passed
+as numbers and absurdly large values are refused the same way everywhere, before any work is done
+or any file is written.
+
+    >>> finite_float(0.5, "top_p", low=0, high=1)
+    0.5
+    >>> positive_int(True, "batch")
+    Traceback (most recent call last):
+    magnet_audio.errors.InputError: batch must be a positive integer, got True
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+#: Largest seed ``torch.manual_seed`` accepts (it takes a 64-bit value).
+MAX_SEED = 2 ** 64 - 1
+#: Longest generation, in seconds, the CLI and API accept (one hour): longer requests would run
+#: for days on a CPU and look like a hang.
+MAX_DURATION = 3600.0
+#: Upper bounds of model architecture numbers read from config files: far above any real model,
+#: low enough that a typo (``dim: 1e9``) is refused instead of allocating until the machine swaps.
+MAX_MODEL_DIM = 65536
+MAX_LAYERS = 1024
+MAX_HEADS = 1024
+MAX_CODEBOOKS = 64
+MAX_CARD = 1 << 20
+MAX_SAMPLE_RATE = 384_000
+MAX_GRIFFIN_LIM_ITERS = 10_000
+
+
+def one_line(text: object) -> str:
+    """``text`` with its line breaks and runs of spaces collapsed, for one-line error messages."""
+    return " ".join(str(text).split())
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def is_number(value: Any) -> bool:
+    """A real number that is not a bool (``True`` is an int in Python, never a valid count)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def finite_float(value: Any, what: str, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float in [low, high] (``low_open``/``high_open``: exclusive bounds)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InputError(f"{what} must be a number, got {_show(value)}") from None
+    if not is_number(value):
+        raise InputError(f"{what} must be a number, got {_show(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InputError(f"{what} must be a finite number, got {number}")
+    too_low = low is not None and (number <= low if low_open else number < low)
+    too_high = high is not None and (number >= high if high_open else number > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise InputError(f"{what} must be in {left}{lo}, {hi}{right}, got {number:g}")
+    return number
+
+
+def int_in_range(value: Any, what: str, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int in [low, high]; integral floats (``4.0``) are accepted, bools and
+    fractional or non-finite floats are not."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{what} must be an integer, got {_show(value)}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            raise InputError(f"{what} must be >= {low}, got {value}")
+        if low is None:
+            raise InputError(f"{what} must be <= {high}, got {value}")
+        raise InputError(f"{what} must be in [{low}, {high}], got {value}")
+    return value
+
+
+def positive_int(value: Any, what: str, high: int | None = None) -> int:
+    """``value`` as an int >= 1 (and <= ``high``)."""
+    try:
+        return int_in_range(value, what, 1, high)
+    except InputError:
+        limit = "" if high is None else f" <= {high}"
+        raise InputError(f"{what} must be a positive integer{limit}, got {_show(value)}") from None
+
+
+def strict_int(value: Any, what: str, low: int | None = None, high: int | None = None) -> int:
+    """Like :func:`int_in_range` but refuses floats too (config files: ``dim: 512.0`` is a typo)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{what} must be an integer, got {_show(value)}")
+    return int_in_range(value, what, low, high)
+
+
+def choice(value: Any, what: str, options) -> Any:
+    """``value`` if it is one of ``options``."""
+    options = tuple(options)
+    if not isinstance(value, str) or value not in options:
+        raise InputError(f"{what} must be one of {', '.join(map(str, options))}, got {_show(value)}")
+    return value
+
+
+def boolean(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{what} must be true or false, got {_show(value)}")
+    return value
+
+
+def seed(value: Any, what: str = "seed") -> int:
+    """A random seed: an integer in [0, 2**64 - 1] (what ``torch.manual_seed`` takes)."""
+    return int_in_range(value, what, 0, MAX_SEED)
+
+
+def duration(value: Any, what: str = "duration", high: float = MAX_DURATION) -> float:
+    """Seconds of audio to generate: finite, > 0 and at most ``high``."""
+    return finite_float(value, what, 0, high, low_open=True)
+
+
+def device(value: Any, what: str = "device") -> Any:
+    """A torch device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``), a ``torch.device`` or None
+    (pick the best available); a device this machine lacks is an error here, not a crash later."""
+    import torch
+
+    if value is None or isinstance(value, torch.device):
+        return value
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be a device name such as cpu, cuda or mps, got {_show(value)}")
+    try:
+        parsed = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise InputError(f"{what} {value!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{what} {value!r}: CUDA is not available on this machine (use cpu)")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise InputError(f"{what} {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if parsed.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InputError(f"{what} {value!r}: Apple MPS is not available on this machine (use cpu)")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"{what} {value!r} is not supported: use cpu, cuda or mps")
+    return value
+
+
+def finite_tensor(tensor, what: str) -> None:
+    """Refuse audio (or any tensor) holding NaN or infinite values."""
+    import torch
+
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise InputError(f"{what} contains NaN or infinite samples")
+
+
+# ----------------------------------------------------------------------------------- paths
+
+
+def output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """A folder that exists (created if needed) and can be written; refuses a path that names a
+    file or a folder without write permission, with a one-line error."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write to {what} {path}: {exc.strerror or one_line(exc)}") from None
+    return path
+
+
+def output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """A file path whose folder can be written and that is not itself a folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder, not a file")
+    output_dir(path.parent if str(path.parent) else Path("."), f"the folder of {what}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"cannot write {what} {path}: permission denied")
+    return path
+
+
+# ----------------------------------------------------------------------------------- records
+
+
+def manifest_record(entry: Any, where: str) -> str:
+    """The ``path`` of a manifest line (a JSON object with a non-empty string ``path``)."""
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: expected a JSON object with a 'path', got {_show(entry)}")
+    if "path" not in entry:
+        raise InputError(f"{where}: no 'path' field")
+    path = entry["path"]
+    if not isinstance(path, str) or not path.strip() or "\x00" in path:
+        raise InputError(f"{where}: 'path' must be a non-empty string, got {_show(path)}")
+    return path
+
+
+def lm_architecture(cfg, what: str = "LM config") -> None:
+    """Type and range checks of an LM config's architecture numbers (``config.json``'s ``lm``
+    section, a training config's ``model``): integers where the network needs integers, positive,
+    bounded, and ``dim`` a multiple of ``num_heads``."""
+    dim = strict_int(cfg.dim, f"{what}: dim", 1, MAX_MODEL_DIM)
+    heads = strict_int(cfg.num_heads, f"{what}: num_heads", 1, MAX_HEADS)
+    strict_int(cfg.num_layers, f"{what}: num_layers", 1, MAX_LAYERS)
+    strict_int(cfg.hidden_scale, f"{what}: hidden_scale", 1, 64)
+    strict_int(cfg.n_q, f"{what}: n_q", 1, MAX_CODEBOOKS)
+    strict_int(cfg.card, f"{what}: card", 2, MAX_CARD)
+    if dim % heads:
+        raise InputError(f"{what}: dim ({dim}) must be a multiple of num_heads ({heads})")
+    finite_float(cfg.segment_duration, f"{what}: segment_duration", 0, MAX_DURATION, low_open=True)
+    finite_float(cfg.frame_rate, f"{what}: frame_rate", 0, MAX_SAMPLE_RATE, low_open=True)
+    finite_float(cfg.cfg_dropout, f"{what}: cfg_dropout", 0, 1)
+
+
+def text_encoder(cond, what: str = "config.json") -> None:
+    """Refuse a text encoder that a model folder names but that is not one of the known ones: a
+    ``config.json`` must not make the loader fetch and run an arbitrary hub repository. Set
+    ``MAGNET_ALLOW_ANY_TEXT_ENCODER=1`` to load such a model anyway (or pass ``t5_path``)."""
+    if os.environ.get("MAGNET_ALLOW_ANY_TEXT_ENCODER", "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    from .conditioning.sentence import SENTENCE_DIMS
+    from .conditioning.t5 import T5_DIMS
+
+    known = {"t5": set(T5_DIMS) | {f"google-t5/{n}" for n in T5_DIMS}, "sentence": set(SENTENCE_DIMS)}
+    if cond.model not in known or cond.name is None:
+        return
+    if cond.name not in known[cond.model]:
+        raise InputError(f"{what} names the text encoder {cond.name!r}, which is not a known {cond.model} model "
+                         f"({', '.join(sorted(known[cond.model]))}); set MAGNET_ALLOW_ANY_TEXT_ENCODER=1 to load it")
+
+
+# ----------------------------------------------------------------------------------- the CLI
+
+#: (command, attribute) -> what the attribute names: "dir" an output folder, "file" an output file.
+CLI_OUTPUTS = {("generate", "output"): "dir", ("eval", "out"): "dir", ("export", "out_dir"): "dir",
+               ("tokenize", "out"): "dir", ("bench generate", "out"): "dir", ("bench train", "out"): "file"}
+
+
+def writable_target(path: str | os.PathLike, what: str, kind: str = "dir") -> Path:
+    """Check, without creating anything, that ``path`` can become (or is) a writable folder
+    (``kind="dir"``) or file (``kind="file"``): it must not be the other kind, and it or its nearest
+    existing ancestor must be a folder this process may write into."""
+    path = Path(path).expanduser()
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} is a file, not a folder")
+    if kind == "file" and path.is_dir():
+        raise InputError(f"{what} {path} is a folder, not a file")
+    probe = path if kind == "dir" else path.parent
+    probe = Path(os.path.abspath(probe))
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{what} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK) or _read_only_mount(probe):
+        raise InputError(f"cannot write {what} {path}: {probe} is not writable")
+    if kind == "file" and path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"cannot write {what} {path}: permission denied")
+    return path
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def cli_args(args) -> None:
+    """The checks every ``magnet`` subcommand shares, run on the parsed arguments before the command:
+    devices, seeds, durations and sampling numbers in range and finite, outputs writable and of the
+    right kind (a folder where a folder is written). Attributes a command lacks are skipped."""
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    command = " ".join(c for c in (get("command"), get("bench_command")) if c)
+    for name in ("device", "eval_device"):
+        if isinstance(get(name), str) and get(name) != "auto":
+            device(get(name), "--" + name.replace("_", "-"))
+    if get("seed") is not None:
+        seed(get("seed"), "--seed")
+    if get("duration") is not None:
+        duration(get("duration"), "--duration")
+    for name, low, high in (("temperature", 0, 1e4), ("top_p", 0, 1), ("beat_lock", 0, MAX_DURATION),
+                            ("rescore_weight", 0, 1), ("hybrid_prefix_seconds", 0, MAX_DURATION),
+                            ("cfg_skip_threshold", 0, 1e4), ("chunk_seconds", 0, MAX_DURATION),
+                            ("min_duration", 0, MAX_DURATION)):
+        if is_number(get(name)):
+            finite_float(get(name), "--" + name.replace("_", "-"), low, high)
+    if get("top_k") is not None:
+        int_in_range(get("top_k"), "--top-k", 0, MAX_CARD)
+    if isinstance(get("cfg"), (tuple, list)):
+        for value in get("cfg"):
+            finite_float(value, "--cfg", 0, 1e4)
+    for name in ("batch", "kv_cache_refresh", "cfg_null_refresh", "runs"):
+        if isinstance(get(name), int):
+            positive_int(get(name), "--" + name.replace("_", "-"), 1_000_000)
+    for (cmd, name), kind in CLI_OUTPUTS.items():
+        if cmd == command and get(name) is not None:
+            writable_target(get(name), "--" + name.replace("_", "-") if name != "out_dir" else "OUT_DIR", kind)
