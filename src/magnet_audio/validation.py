@@ -316,3 +316,30 @@ def cli_args(args) -> None:
     for (cmd, name), kind in CLI_OUTPUTS.items():
         if cmd == command and get(name) is not None:
             writable_target(get(name), "--" + name.replace("_", "-") if name != "out_dir" else "OUT_DIR", kind)
+
+
+def generation_options(options: Any, lm_cfg, what: str = "generation options") -> dict:
+    """Check a model's recommended ``set_generation_params`` options (``magnet export --generation``,
+    ``config.json``'s ``generation``) with the very checks ``MAGNeT.set_generation_params`` runs,
+    for an LM of config ``lm_cfg``, without building the model. Returns the options."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from .models import MAGNeT
+
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise InputError(f"{what} must be a JSON object of set_generation_params options, got {_show(options)}")
+    if "rescorer" in options:
+        raise InputError(f"{what}: 'rescorer' is a model, not an option a config can store")
+    lm = SimpleNamespace(num_codebooks=lm_cfg.n_q, cfg=lm_cfg)
+    stub = SimpleNamespace(device=torch.device("cpu"), lm=lm, max_duration=float(lm_cfg.segment_duration))
+    try:
+        MAGNeT.set_generation_params(stub, **options)
+    except TypeError as exc:
+        raise InputError(f"{what}: {one_line(exc).replace('set_generation_params() ', '')}") from None
+    except InputError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    return dict(options)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -79,13 +81,15 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
         1.0}``), stored in ``config.json`` and applied by ``MAGNeT.get_pretrained``.
     notice: called with one line for each way the export is not a full audiocraft model (see the
         module docstring); default: :func:`warnings.warn`.
+    Everything (the generation options included) is checked before anything is written; the files
+    are written into a staging folder and then renamed into ``out_dir``, so a failure leaves a model
+    already there intact.
     Returns ``out_dir``.
     """
-    from safetensors.torch import save_file
-
-    from .. import __version__
     from ..codec import load_compression_model
+    from ..validation import generation_options, writable_target
 
+    writable_target(out_dir, "export folder")
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     meta = ckpt.get("meta") or {}
@@ -95,6 +99,7 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     if meta.get("kind") != "magnet":
         raise CheckpointError(f"{path} is not a MAGNeT LM training checkpoint (kind {meta.get('kind')!r})")
     lm_cfg = MagnetLMConfig.from_dict(meta["lm_config"])
+    generation = generation_options(generation, lm_cfg, "--generation")  # before anything is written
     weights = checkpoint_weights(ckpt, use_ema)
     lm = MagnetLM(lm_cfg)
     try:
@@ -111,24 +116,43 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
                          f"{codec_model.frame_rate} Hz) does not match the LM ({lm_cfg.n_q}x{lm_cfg.card} at "
                          f"{lm_cfg.frame_rate} Hz)")
 
+    # every file is written into a staging folder first, then renamed into ``out``: a failure leaves
+    # the model already there untouched (never weights of one model with the config of another)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        _write_export(staging, lm_cfg, lm, codec_model, ckpt, path, use_ema, half, generation,
+                      notice or (lambda line: warnings.warn(line, stacklevel=5)))
+        for stale in (LM_FILENAME, CODEC_FILENAME):  # audiocraft files this export did not write describe
+            if not (staging / stale).exists():      # another model (and would be loaded first)
+                (out / stale).unlink(missing_ok=True)
+        for file in sorted(staging.iterdir(), key=lambda f: f.name == CONFIG_FILE):  # config.json last
+            os.replace(file, out / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _write_export(out: Path, lm_cfg: MagnetLMConfig, lm: MagnetLM, codec_model, ckpt: dict, path: Path,
+                  use_ema: bool, half: bool, generation: dict, notice: Callable[[str], None]) -> None:
+    """The export's files, written into the (empty, staging) folder ``out``."""
+    from safetensors.torch import save_file
+
+    from .. import __version__
+
     state = {k: v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype).contiguous()
              for k, v in lm.state_dict().items()}
-    _write_audiocraft_form(out, state, lm_cfg, codec_model,
-                           notice or (lambda line: warnings.warn(line, stacklevel=4)))
+    _write_audiocraft_form(out, state, lm_cfg, codec_model, notice)
 
     tensors = {f"lm.{k}": v.clone() for k, v in state.items()}
     tensors.update({f"codec.{k}": v.detach().cpu().contiguous().clone() for k, v in codec_model.state_dict().items()})
     write_atomic(lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}), out / SAFETENSORS_FILE)
-    if generation is not None and not isinstance(generation, dict):
-        raise InputError(f"generation options must be a mapping, got {generation!r}")
     config = {"format": FORMAT, "version": __version__, "lm": lm_cfg.to_dict(), "codec": codec_model.config.to_dict(),
               "generation": generation or {},
               "training": {"checkpoint": str(path), "step": int(ckpt["step"]),
                            "ema": bool(use_ema and ckpt.get("ema") is not None)}}
     write_atomic(lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"), out / CONFIG_FILE)
-    return out
 
 
 def _write_audiocraft_form(out: Path, state: dict[str, torch.Tensor], lm_cfg: MagnetLMConfig, codec_model,
