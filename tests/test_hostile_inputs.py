@@ -242,3 +242,73 @@ def test_out_naming_a_file_or_a_read_only_folder(trained, tmp_path, capsys, make
     finally:
         os.chmod(target, 0o755) if target.is_dir() else None
     assert files_under(target) == [] if target.is_dir() else target.read_text() == "not a folder"
+
+
+# ----------------------------------------------------------------------------------- magnet eval: no code execution
+
+
+class _Payload:
+    """Unpickling this runs code: it writes ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def plant(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"features.0.weight": torch.zeros(1), "payload": _Payload(marker)}, path)
+    with open(path, "rb") as file:  # torch.save pickles the payload by reference: check it really runs
+        assert b"exec" in file.read()
+    return path
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty torch hub cache, downloads allowed (the tests never reach the network: the file is there)."""
+    for var in ("HF_HUB_OFFLINE", "MAGNET_OFFLINE", "TRANSFORMERS_OFFLINE", "MAGNET_VGGISH_CHECKPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield tmp_path / "hub"
+    torch.hub.set_dir(old)
+
+
+def test_vggish_refuses_a_pickle_planted_in_the_torch_hub_cache(hub_cache, tmp_path):
+    from magnet_audio.evaluation.embeddings import VGGISH_URL, Unavailable, VGGishEmbedding
+
+    marker = tmp_path / "ran"
+    plant(hub_cache / "checkpoints" / VGGISH_URL.rsplit("/", 1)[-1], marker)
+    with pytest.raises(Unavailable, match="is not the published file .*refusing to load it") as info:
+        VGGishEmbedding().load()
+    assert not marker.exists()
+    assert "\n" not in info.value.reason
+
+
+def test_a_hub_file_with_the_right_hash_is_still_not_unpickled(hub_cache, tmp_path, monkeypatch):
+    """Even a file that passed the hash check (a broken hash, a collision) is read with weights_only."""
+    from magnet_audio.evaluation import embeddings
+
+    marker = tmp_path / "ran"
+    name = embeddings.VGGISH_URL.rsplit("/", 1)[-1]
+    plant(hub_cache / "checkpoints" / name, marker)
+    monkeypatch.setattr(embeddings, "sha256_of", lambda path: "10086976" + "0" * 56)
+    with pytest.raises(embeddings.Unavailable, match="not a plain tensor file, refusing to unpickle it"):
+        embeddings.load_hub_weights(embeddings.VGGISH_URL, "VGGish")
+    assert not marker.exists()
+
+
+def test_laion_clap_checkpoint_is_not_unpickled(tmp_path):
+    from magnet_audio.evaluation.embeddings import ClapModel, Unavailable, load_laion_checkpoint
+
+    marker = tmp_path / "ran"
+    path = plant(tmp_path / "music_audioset_epoch_15_esc_90.14.pt", marker)
+    with pytest.raises(Unavailable, match="refusing to unpickle it"):
+        ClapModel(str(path)).load()
+    assert not marker.exists()
+    import argparse  # what real laion checkpoints hold beside the tensors still loads
+    good = tmp_path / "good.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=1e-4), "epoch": np.int64(15)}, good)
+    assert torch.equal(load_laion_checkpoint(good)["state_dict"]["w"], torch.ones(2))

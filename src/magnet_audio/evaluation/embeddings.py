@@ -43,6 +43,50 @@ DEFAULT_CLAP = "laion/larger_clap_music"
 EVAL_INSTALL_HINT = "install the evaluation extras: see docs/evaluation.md (scripts/install_eval_deps.sh)"
 
 
+def sha256_of(path: str | os.PathLike) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_hub_weights(url: str, what: str) -> dict:
+    """Tensors of a torch hub file ``url`` whose name carries its published SHA-256 prefix
+    (``vggish-10086976.pth``), from the torch hub cache or downloaded.
+
+    The file is checked against that prefix (a cached one too: torch's own check runs only on
+    download) and read with ``weights_only=True``, so a file planted in the cache can neither run
+    code nor pass for the weights. Failures raise :class:`Unavailable` with the reason.
+    """
+    import re
+
+    import torch
+
+    name = url.rsplit("/", 1)[-1]
+    match = re.search(r"-([a-f0-9]{6,})\.", name)
+    if match is None:
+        raise Unavailable(f"{what}: {url} publishes no hash in its file name; refusing to load it unchecked")
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if not cached.is_file():
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cached), hash_prefix=match.group(1), progress=False)
+        except Exception as exc:  # noqa: BLE001 - network, disk, hash mismatch
+            raise Unavailable(f"{what}: the download of {url} failed: {_short(exc)} (or give a local checkpoint: "
+                              "--vggish-checkpoint or MAGNET_VGGISH_CHECKPOINT)") from exc
+    digest = sha256_of(cached)
+    if not digest.startswith(match.group(1)):
+        raise Unavailable(f"{what}: {cached} is not the published file (SHA-256 {digest[:8]}..., expected "
+                          f"{match.group(1)}...): refusing to load it; delete it to download it again")
+    try:
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable or corrupt file
+        raise Unavailable(f"{what}: {cached} is not a plain tensor file, refusing to unpickle it: {_short(exc)}") from exc
+
+
 class Unavailable(Exception):
     """A backend cannot run here; ``reason`` says why (shown in the results table)."""
 
@@ -254,11 +298,7 @@ class VGGishEmbedding(EmbeddingModel):
             if offline():
                 raise Unavailable("no VGGish checkpoint given (--vggish-checkpoint or MAGNET_VGGISH_CHECKPOINT) "
                                   "and downloads are disabled (offline mode)")
-            try:
-                state = torch.hub.load_state_dict_from_url(VGGISH_URL, map_location="cpu", progress=False)
-            except Exception as exc:  # noqa: BLE001
-                raise Unavailable(f"no VGGish checkpoint given (--vggish-checkpoint or MAGNET_VGGISH_CHECKPOINT) "
-                                  f"and the download of {VGGISH_URL} failed: {_short(exc)}") from exc
+            state = load_hub_weights(VGGISH_URL, "VGGish")
             self.source = VGGISH_URL
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
@@ -540,6 +580,35 @@ class PasstClassifier(Classifier):
 # LAION-CLAP
 # --------------------------------------------------------------------------------------------------
 
+def load_laion_checkpoint(path: str | os.PathLike) -> dict:
+    """A ``laion_clap`` training checkpoint read with ``weights_only=True``.
+
+    These checkpoints pickle their training arguments (an ``argparse.Namespace``) and numpy scalars
+    beside the tensors: those few plain-data types are allowed, nothing else, so a planted pickle
+    cannot run code. Raises :class:`Unavailable` saying why a file is refused.
+    """
+    import argparse
+
+    import torch
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    allowed: list = [argparse.Namespace, np.dtype, (scalar, "numpy.core.multiarray.scalar"),
+                     (scalar, "numpy._core.multiarray.scalar")]
+    allowed += [type(np.dtype(t)) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_)]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle.UnpicklingError for anything but data
+        raise Unavailable(f"CLAP checkpoint {path} holds objects other than tensors and plain data; refusing to "
+                          f"unpickle it (it could run code): {_short(exc)}") from exc
+    if not isinstance(state, dict):
+        raise Unavailable(f"CLAP checkpoint {path} is not a state dict")
+    return state
+
+
 class ClapModel(TextAudioModel):
     """Text-audio cosine model. ``model`` is a ``laion_clap`` ``.pt`` checkpoint (loaded with
     ``laion_clap.CLAP_Module(enable_fusion=False, amodel='HTSAT-base')`` as audiocraft does) or a
@@ -565,6 +634,7 @@ class ClapModel(TextAudioModel):
     def _load_laion_clap(self, path: Path) -> None:
         if not path.is_file():
             raise Unavailable(f"CLAP checkpoint {path} not found")
+        state = load_laion_checkpoint(path)  # first: a refused file is never handed to anything else
         try:
             import laion_clap
         except Exception as exc:  # noqa: BLE001 - it fails with ModuleNotFoundError for torchvision too
@@ -575,7 +645,6 @@ class ClapModel(TextAudioModel):
             from transformers import RobertaTokenizer
             tokenizer = RobertaTokenizer.from_pretrained("roberta-base")
             module = laion_clap.CLAP_Module(enable_fusion=False, amodel=self.amodel)
-            state = torch.load(path, map_location="cpu", weights_only=False)  # laion checkpoints hold pickled args
             state = state.get("state_dict", state)
             state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
             state.pop("text_branch.embeddings.position_ids", None)
