@@ -312,3 +312,74 @@ def test_laion_clap_checkpoint_is_not_unpickled(tmp_path):
     good = tmp_path / "good.pt"
     torch.save({"state_dict": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=1e-4), "epoch": np.int64(15)}, good)
     assert torch.equal(load_laion_checkpoint(good)["state_dict"]["w"], torch.ones(2))
+
+
+# ----------------------------------------------------------------------------------- model folders (config.json)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory) -> Path:
+    from magnet_audio.training.export import export
+
+    return export(trained, tmp_path_factory.mktemp("exported") / "model")
+
+
+def _edited_copy(src: Path, dst: Path, section: str, **changes) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    node = config
+    for key in section.split("."):
+        node = node[key]
+    node.update(changes)
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"num_heads": 0}, "num_heads must be in [1,"),
+    ({"dim": "16"}, "dim must be an integer, got '16'"),
+    ({"dim": 16.0}, "dim must be an integer, got 16.0"),
+    ({"dim": 1e9}, "dim must be an integer"),
+    ({"dim": 10 ** 9}, "dim must be in [1, 65536]"),
+    ({"dim": 15}, "must be a multiple of num_heads"),
+    ({"card": -1}, "card must be in"),
+    ({"segment_duration": float("nan")}, "segment_duration must be a finite number"),
+])
+def test_config_json_with_hostile_architecture_numbers(exported, tmp_path, capsys, changes, match):
+    model = _edited_copy(exported, tmp_path / "m", "lm", **changes)
+    out = tmp_path / "out"
+    line = fails_cleanly(["generate", "x", "--model", model, "-o", out, "-q"], capsys, out, match)
+    assert "config.json" in line
+
+
+def test_config_json_naming_an_unknown_hub_text_encoder_is_refused(exported, tmp_path, capsys, monkeypatch):
+    from magnet_audio import MAGNeT
+
+    model = _edited_copy(exported, tmp_path / "m", "lm.conditioner", model="t5", name="someone/evil-encoder")
+    with pytest.raises(InputError, match="not a known t5 model.*MAGNET_ALLOW_ANY"):
+        MAGNeT.get_pretrained(str(model), device="cpu")
+    monkeypatch.setenv("MAGNET_ALLOW_ANY_TEXT_ENCODER", "1")  # opt in: then it gets as far as the weights
+    with pytest.raises(Exception) as info:
+        MAGNeT.get_pretrained(str(model), device="cpu")
+    assert "not a known" not in str(info.value)
+
+
+def test_spectral_codec_griffin_lim_iters_is_bounded(tmp_path, capsys):
+    from magnet_audio.names import BUNDLED_DIR, DEFAULT_MODEL
+
+    src = BUNDLED_DIR / DEFAULT_MODEL.split("/", 1)[1]
+    for value, match in ((1e9, "griffin_lim_iters must be an integer"), (10 ** 9, "griffin_lim_iters must be in")):
+        model = _edited_copy(src, tmp_path / f"m{value!r}", "codec", griffin_lim_iters=value)
+        out = tmp_path / "out"
+        fails_cleanly(["generate", "x", "--model", model, "-o", out, "-q"], capsys, out, match)
+
+
+def test_spectral_codec_encodes_clips_shorter_than_its_window():
+    from magnet_audio.codec.spectral import SpectralCodec, SpectralCodecConfig
+
+    codec = SpectralCodec(SpectralCodecConfig(hidden=8, dimension=8, n_q=2, bins=16)).eval()
+    for samples in (1, 100, 512, 1023):
+        codes, _ = codec.encode(torch.full((1, 1, samples), 0.1))
+        assert codes.shape == (1, 2, math.ceil(samples / 320))

@@ -12,6 +12,7 @@ from .lm.base import from_audiocraft_state
 from .lm.magnet import MagnetLM, MagnetLMConfig
 from .names import AUDIOCRAFT_REPOS
 from .utils import resolve_device
+from .validation import text_encoder
 
 LM_FILENAME = "state_dict.bin"
 CODEC_FILENAME = "compression_state_dict.bin"
@@ -43,6 +44,8 @@ def load_lm(name_or_path: str | os.PathLike, config_cls, model_cls, device: str 
             cfg = config_cls.from_dict(ours["lm"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{name_or_path}: config.json has no valid 'lm' section: {exc}") from exc
+        if t5_path is None:  # a folder must not make us fetch and run any hub repo as its text encoder
+            text_encoder(cfg.conditioner, f"{name_or_path}: config.json")
         state = load_our_weights(name_or_path, "lm.")
     else:
         path = resolve_file(name_or_path, LM_FILENAME)

@@ -231,6 +231,14 @@ def lm_architecture(cfg, what: str = "LM config") -> None:
     finite_float(cfg.segment_duration, f"{what}: segment_duration", 0, MAX_DURATION, low_open=True)
     finite_float(cfg.frame_rate, f"{what}: frame_rate", 0, MAX_SAMPLE_RATE, low_open=True)
     finite_float(cfg.cfg_dropout, f"{what}: cfg_dropout", 0, 1)
+    cond = getattr(cfg, "conditioner", None)
+    if cond is not None:
+        strict_int(cond.text_dim, f"{what}: conditioner.text_dim", 1, MAX_MODEL_DIM)
+        strict_int(cond.n_bins, f"{what}: conditioner.n_bins", 1, MAX_CARD)
+        finite_float(cond.word_dropout, f"{what}: conditioner.word_dropout", 0, 1)
+        for name in ("model", "name", "path"):
+            if getattr(cond, name) is not None and not isinstance(getattr(cond, name), str):
+                raise InputError(f"{what}: conditioner.{name} must be a string, got {_show(getattr(cond, name))}")
 
 
 def text_encoder(cond, what: str = "config.json") -> None:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from ..validation import MAX_GRIFFIN_LIM_ITERS, MAX_MODEL_DIM, MAX_SAMPLE_RATE, strict_int
 from .model import check_audio, check_codes
 from .quantizer import ResidualVectorQuantizer
 
@@ -67,6 +68,17 @@ class SpectralCodecConfig:
     threshold_ema_dead_code: float = 2.0
 
     def __post_init__(self):
+        bounds = {"sample_rate": MAX_SAMPLE_RATE, "channels": 64, "n_fft": 1 << 16, "hop_length": 1 << 16,
+                  "hidden": MAX_MODEL_DIM, "dimension": MAX_MODEL_DIM, "griffin_lim_iters": MAX_GRIFFIN_LIM_ITERS,
+                  "n_q": 64, "bins": 1 << 20, "kmeans_iters": 10_000}
+        for name, high in bounds.items():  # types first: a string or float here would crash below
+            strict_int(getattr(self, name), f"spectral codec config: {name}", 1, high)
+        for name in ("encoder_dilations", "decoder_dilations"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or len(value) > 64:
+                raise InputError(f"spectral codec config: {name} must be a list of dilations, got {value!r}")
+            for d in value:
+                strict_int(d, f"spectral codec config: {name}", 1, 1 << 16)
         checks = [
             (self.sample_rate > 0, "sample_rate must be > 0"),
             (self.channels == 1, "the spectral codec is mono: channels must be 1"),
@@ -76,7 +88,9 @@ class SpectralCodecConfig:
             (len(self.encoder_dilations) >= 1 and len(self.decoder_dilations) >= 1
              and all(d >= 1 for d in [*self.encoder_dilations, *self.decoder_dilations]),
              "encoder_dilations and decoder_dilations must be non-empty lists of dilations >= 1"),
-            (self.griffin_lim_iters >= 1, "griffin_lim_iters must be >= 1"),
+            (isinstance(self.griffin_lim_iters, int) and not isinstance(self.griffin_lim_iters, bool)
+             and 1 <= self.griffin_lim_iters <= MAX_GRIFFIN_LIM_ITERS,
+             f"griffin_lim_iters must be an integer in [1, {MAX_GRIFFIN_LIM_ITERS}], got {self.griffin_lim_iters!r}"),
             (self.n_q >= 1 and self.bins >= 2, "n_q must be >= 1 and bins >= 2"),
             (0 < self.decay < 1, "decay must be in (0, 1)"),
             (self.threshold_ema_dead_code >= 0, "threshold_ema_dead_code must be >= 0"),
@@ -172,6 +186,9 @@ class SpectralCodec(nn.Module):
     def log_magnitude(self, wav: torch.Tensor) -> torch.Tensor:
         """Unit-RMS audio [B, T] -> log(|STFT| + floor) [B, F, ceil(T / hop)] (float32)."""
         frames = math.ceil(wav.shape[-1] / self.config.hop_length)
+        shortest = self.config.n_fft // 2 + 1  # the centred STFT reflects n_fft / 2 samples at each end
+        if wav.shape[-1] < shortest:  # a clip under n_fft / 2 samples: zero-pad it (the frames still count T)
+            wav = torch.nn.functional.pad(wav, (0, shortest - wav.shape[-1]))
         return torch.log(self._stft(wav.float()).abs()[..., :frames] + MAGNITUDE_FLOOR)
 
     def griffin_lim(self, magnitude: torch.Tensor, length: int) -> torch.Tensor:

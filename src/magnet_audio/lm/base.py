@@ -44,6 +44,8 @@ class LMConfig:
     positional_embedding: str = "sin"
 
     def __post_init__(self):
+        from ..validation import lm_architecture
+        lm_architecture(self)  # types and ranges: a config.json with dim "512", 1e9 or num_heads 0 is refused
         if self.positional_embedding not in POSITIONAL_EMBEDDINGS:
             raise ValueError(f"positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}, "
                              f"got {self.positional_embedding!r}")
@@ -63,6 +65,8 @@ class LMConfig:
 
     @classmethod
     def from_dict(cls, d: dict):
+        if not isinstance(d, dict) or not isinstance(d.get("conditioner", {}), dict):
+            raise ValueError(f"an LM config must be a mapping with a 'conditioner' mapping, got {type(d).__name__}")
         d = dict(d)
         d["conditioner"] = ConditionerConfig(**d.get("conditioner", {}))
         return cls(**d)
