@@ -383,3 +383,156 @@ def test_spectral_codec_encodes_clips_shorter_than_its_window():
     for samples in (1, 100, 512, 1023):
         codes, _ = codec.encode(torch.full((1, 1, samples), 0.1))
         assert codes.shape == (1, 2, math.ceil(samples / 320))
+
+
+# ----------------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("override,match", [
+    ("optim.lr=.inf", "optim.lr must be a finite number, got inf"),
+    ("optim.lr=.nan", "optim.lr must be a finite number, got nan"),
+    ("optim.lr=1e400", "optim.lr must be a finite number"),
+    ("optim.lr=5", "optim.lr must be in (0, 1]"),
+    ("optim.eps=-.inf", "optim.eps must be a finite number"),
+    ("optim.max_norm=.nan", "optim.max_norm must be a finite number"),
+    ("data.segment_duration=1e12", "data.segment_duration must be at most 3600"),
+    ("ema.decay=.nan", "ema.decay must be a finite number"),
+])
+def test_train_config_refuses_non_finite_and_out_of_range_numbers(tmp_path, capsys, override, match):
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps(run_config(tmp_path / "run", str(tmp_path), None)))
+    fails_cleanly(["train", config, override], capsys, tmp_path / "run", match)
+
+
+def test_train_codec_config_refuses_non_finite_numbers(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"run_dir": str(tmp_path / "run"), "data": {"train": str(tmp_path)}}))
+    fails_cleanly(["train-codec", config, "optim.lr=.inf"], capsys, tmp_path / "run", "must be a finite number")
+
+
+def _poison(monkeypatch, *, loss_from_call: int | None = None, weights_after_step: int | None = None):
+    """Make MagnetObjective's training loss NaN from the given call on, or the weights infinite
+    after the given update (whose loss was finite, as after one huge step)."""
+    from magnet_audio.training.objectives import MagnetObjective
+    from magnet_audio.training.trainer import Trainer
+
+    real_forward, real_step, calls = MagnetObjective.forward, Trainer._train_step, []
+
+    def forward(self, *args, **kwargs):
+        loss, metrics = real_forward(self, *args, **kwargs)
+        if self.training:
+            calls.append(1)
+            if loss_from_call is not None and len(calls) >= loss_from_call:
+                loss = loss * math.nan
+        return loss, metrics
+
+    def train_step(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        if self.step == weights_after_step:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(math.inf)
+        return result
+
+    monkeypatch.setattr(MagnetObjective, "forward", forward)
+    monkeypatch.setattr(Trainer, "_train_step", train_step)
+
+
+@pytest.mark.parametrize("poison,last_good", [({"loss_from_call": 5}, 4), ({"weights_after_step": 4}, 2)],
+                         ids=["nan-loss", "inf-weights"])
+def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(trained, tmp_path, monkeypatch, poison,
+                                                                      last_good):
+    from magnet_audio.errors import TrainingDiverged
+    from magnet_audio.training.trainer import list_checkpoints, load_checkpoint, train
+
+    cfg = from_dict(TrainConfig, run_config(tmp_path / "run", str(trained / "tokens" / "train"), None,
+                                            optim={"steps": 8}))
+    _poison(monkeypatch, **poison)
+    with pytest.raises(TrainingDiverged, match=f"the last good checkpoint is .*step {last_good}.*--resume") as info:
+        train(cfg)
+    assert "\n" not in str(info.value)
+    found = list_checkpoints(tmp_path / "run")
+    assert [step for step, _ in found] == [last_good]  # keep_last 1 never rotated it away for a bad one
+    ckpt = load_checkpoint(found[-1][1])
+    assert all(torch.isfinite(v).all() for v in ckpt["objective"].values() if v.is_floating_point())
+
+
+def test_resume_applies_a_changed_learning_rate(trained, tmp_path, caplog):
+    import shutil
+
+    from magnet_audio.training.trainer import list_checkpoints, load_checkpoint, train
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    values = run_config(run, str(trained / "tokens" / "train"), None, optim={"steps": 6, "lr": 2.5e-4})
+    with caplog.at_level("WARNING"):
+        train(from_dict(TrainConfig, values), resume=True)
+    assert "optim.lr changed from 0.001 to 0.00025: the new value applies" in caplog.text
+    ckpt = load_checkpoint(list_checkpoints(run)[-1][1])
+    assert ckpt["step"] == 6
+    assert ckpt["scheduler"]["base_lrs"] == [2.5e-4]
+    assert all(group["initial_lr"] == 2.5e-4 for group in ckpt["optimizer"]["param_groups"])
+
+
+# ----------------------------------------------------------------------------------- data: manifests and audio
+
+
+HOSTILE_LINES = ['{"path": 123}', '{"path": null}', '{"path": ""}', '{"path": ["a.wav"]}', '[1, 2]', '"a.wav"',
+                 '{"nopath": 1}', '{"path": "a/.."}', "{not json"]
+
+
+@pytest.mark.parametrize("command", ["tokenize", "train", "train-codec"])
+def test_manifests_with_hostile_lines_fail_with_one_line(tmp_path, capsys, fixture_dir, command):
+    manifest = tmp_path / "data.jsonl"
+    manifest.write_bytes(("\n".join(HOSTILE_LINES) + "\n").encode() + b'{"path": "\xff\xfe.wav"}\n\xff\xfe\n')
+    out = tmp_path / "out"
+    codec = fixture_dir / "compression_state_dict.bin"
+    if command == "tokenize":
+        argv = ["tokenize", manifest, "--codec", codec, "--out", out, "-q"]
+    else:
+        config = tmp_path / "c.yaml"
+        values = (run_config(out, str(manifest), str(codec)) if command == "train"
+                  else {"run_dir": str(out), "data": {"train": str(manifest)}})
+        config.write_text(json.dumps(values))
+        argv = [command, config]
+    code, err = run_cli(argv, capsys)
+    assert code == 2, err
+    assert "has no usable audio file (0 files kept, 11 unreadable" in error_line(err)
+    assert [p for p in files_under(out) if p.suffix in (".npy", ".pt")] == []
+
+
+def test_manifest_reader_skips_bad_lines_and_keeps_good_ones(tmp_path):
+    from magnet_audio.training.data import read_manifest
+
+    write_chords(tmp_path, n=1)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b'{"path": 123}\n\xff\n{"path": "00.wav", "description": "ok"}\n')
+    items, report = read_manifest(manifest)
+    assert [Path(i.path).name for i in items] == ["00.wav"]
+    assert report.unreadable == 2
+    assert "'path' must be a non-empty string, got 123" in report.skipped[0]
+    assert "not UTF-8" in report.skipped[1]
+
+
+def test_tokenize_refuses_nan_audio_by_name_and_encodes_short_audio(tmp_path, capsys, fixture_dir, caplog):
+    from magnet_audio.training.tokens import TokenCache
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sf.write(data / "nan.wav", np.full(32000, np.nan, np.float32), 32000, subtype="FLOAT")
+    sf.write(data / "inf.wav", np.concatenate([np.zeros(100), [np.inf], np.zeros(100)]).astype(np.float32), 32000,
+             subtype="FLOAT")
+    out = tmp_path / "cache"
+    code, err = run_cli(["tokenize", data, "--codec", fixture_dir / "compression_state_dict.bin", "--out", out,
+                         "-q"], capsys)
+    assert code == 2
+    line = error_line(err)
+    assert "could be tokenized: " in line and "nan.wav: its audio at 0.0 s contains NaN or infinite" in line, line
+    assert files_under(out) == []
+    sf.write(data / "short.wav", np.full(300, 0.1, np.float32), 32000)  # under 1,024 samples
+    with caplog.at_level("WARNING"):
+        assert cli_main(["tokenize", str(data), "--codec", "magnet-audio/synth-music", "--out",
+                         str(tmp_path / "c2"), "-q"]) == 0
+    assert "nan.wav: its audio at 0.0 s contains NaN or infinite samples" in caplog.text
+    assert "inf.wav: its audio at 0.0 s contains NaN or infinite samples" in caplog.text
+    entries = TokenCache(tmp_path / "c2").entries
+    assert [Path(e["path"]).name for e in entries] == ["short.wav"]

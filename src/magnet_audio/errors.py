@@ -16,3 +16,8 @@ class CheckpointError(MagnetError):
 
 class InputError(MagnetError, ValueError):
     """Bad arguments: empty prompts, wrong audio shape, out-of-range generation parameters."""
+
+
+class TrainingDiverged(MagnetError):
+    """The loss or the weights became NaN or infinite: training stopped, the checkpoints on disk
+    are all from before (none is written with non-finite weights)."""

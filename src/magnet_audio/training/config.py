@@ -19,6 +19,7 @@ import yaml
 from ..conditioning import ConditionerConfig
 from ..errors import InputError
 from ..lm.base import POSITIONAL_EMBEDDINGS
+from ..validation import finite_float
 
 
 @dataclass
@@ -176,7 +177,11 @@ class TrainConfig:
              "model.positional_embedding rope needs an even head dimension (model.dim / model.num_heads)"),
             (self.model.hybrid_ar_weight >= 0, "model.hybrid_ar_weight must be >= 0"),
             (0 <= self.model.hybrid_max_prefix < 1, "model.hybrid_max_prefix must be in [0, 1)"),
-            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (0 < self.optim.lr <= 1, "optim.lr must be in (0, 1]"),
+            (0 < self.optim.eps <= 1, "optim.eps must be in (0, 1]"),
+            (self.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+            (self.optim.max_norm >= 0, "optim.max_norm must be >= 0 (0: no clipping)"),
+            (self.data.segment_duration <= 3600, "data.segment_duration must be at most 3600 seconds"),
             (len(self.optim.betas) == 2 and all(0 <= b < 1 for b in self.optim.betas),
              "optim.betas must be two values in [0, 1)"),
             (self.optim.grad_accum >= 1, "optim.grad_accum must be >= 1"),
@@ -236,13 +241,13 @@ def _coerce(value, hint, where: str):
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if hint is typing.Any:
         return value
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):  # PyYAML reads 3e-4 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if hint is float and (isinstance(value, (int, float)) or isinstance(value, str)) and not isinstance(value, bool):
+        try:  # PyYAML reads 3e-4 (no dot) as a string; .inf and .nan are refused here, for every option
+            return finite_float(value, where)
+        except InputError as exc:
+            if isinstance(value, str) and "must be a number" in str(exc):
+                raise InputError(f"{where}: expected {_type_name(hint)}, got {value!r}") from None
+            raise InputError(f"training config: {exc}") from None
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):

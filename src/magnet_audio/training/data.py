@@ -41,6 +41,7 @@ import torch
 
 from ..audio import audio_read
 from ..errors import InputError
+from ..validation import finite_tensor, manifest_record
 
 logger = logging.getLogger(__name__)
 
@@ -213,17 +214,33 @@ def read_manifest(manifest: str | Path, min_duration: float = 0.0) -> tuple[list
     manifest = Path(manifest)
     report = ScanReport()
     items = []
-    for number, line in enumerate(manifest.read_text().splitlines(), 1):
+    try:
+        raw = manifest.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from None
+    for number, data in enumerate(raw.splitlines(), 1):
+        try:
+            line = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            report.skip(f"{manifest}:{number}", f"not UTF-8 text ({exc.reason} at byte {exc.start})", "unreadable")
+            continue
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
-            rel = entry["path"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            report.skip(f"{manifest}:{number}", f"not a manifest line with a 'path' ({exc})", "unreadable")
+            rel = manifest_record(entry, f"{manifest}:{number}")
+        except json.JSONDecodeError as exc:
+            report.skip(f"{manifest}:{number}", f"not a JSON manifest line ({exc})", "unreadable")
+            continue
+        except InputError as exc:
+            report.skip(f"{manifest}:{number}", str(exc).split(": ", 1)[-1], "unreadable")
             continue
         path = Path(rel) if Path(rel).is_absolute() else manifest.parent / rel
-        sidecar = path.with_suffix(".json")
+        try:
+            sidecar = path.with_suffix(".json")
+        except ValueError as exc:  # "dir/..": no file name
+            report.skip(f"{manifest}:{number}", f"'path' {rel!r} names no file ({exc})", "unreadable")
+            continue
         info = _read_json(sidecar) if sidecar.is_file() else {}
         info.update({k: v for k, v in entry.items() if k not in ("path", "duration", "sample_rate")})
         item = _probe(path, report, min_duration, info)
@@ -369,6 +386,7 @@ class AudioSegments:
             try:
                 wav, _ = audio_read(item.path, seek=seek, duration=self.segment_duration, pad=True,
                                     sample_rate=self.sample_rate, channels=self.channels)
+                finite_tensor(wav, str(item.path))  # NaN audio is skipped like unreadable audio, by name
             except InputError as exc:
                 self.read_errors += 1
                 logger.warning("skipping %s: %s", item.path, exc)

@@ -16,6 +16,7 @@ Long files are encoded in chunks of ``chunk_seconds`` (whole frames) so memory s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from ..audio import audio_read
 from ..errors import InputError
+from ..validation import finite_tensor
 from .data import AudioItem, DescriptionConfig, load_items
 
 logger = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ def _encode_file(codec, item: AudioItem, chunk_frames: int, batch_chunks: int) -
                             sample_rate=codec.sample_rate, channels=codec.channels)
         if wav.shape[-1] == 0:
             break
+        finite_tensor(wav, f"its audio at {c * chunk_seconds:.1f} s")  # NaN would encode to all-zero codes
         if wav.shape[-1] >= chunk_frames * hop:
             full.append(wav[..., :chunk_frames * hop])
             if len(full) == batch_chunks:
@@ -203,6 +206,7 @@ def tokenize(source: str | os.PathLike, codec_name: str, out: str | os.PathLike,
                      n_q=codec.num_codebooks, card=codec.cardinality, channels=codec.channels,
                      source=str(Path(source).expanduser().resolve()))
     chunk_frames = max(1, int(round(chunk_seconds * codec.frame_rate)))
+    fresh = not is_token_cache(out)
     with CacheWriter(out, meta) as writer, torch.no_grad():
         todo = [item for item in items if item.path not in writer.done]
         for item in tqdm(todo, desc="tokenize", unit="file", disable=not progress):
@@ -212,6 +216,15 @@ def tokenize(source: str | os.PathLike, codec_name: str, out: str | os.PathLike,
                 report.skip(item.path, str(exc), "unreadable")
                 continue
             writer.add(item.path, codes, item.info)
+        if writer.count == 0:  # nothing encodable: no empty cache left behind to train on
+            writer._index.close()
+            if fresh:
+                for name in (CACHE_FILE, INDEX_FILE):
+                    (Path(out) / name).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    (Path(out) / "codes").rmdir()
+            raise InputError(f"no file of {source} could be tokenized: {'; '.join(report.skipped[:3])}"
+                             + (f"; and {len(report.skipped) - 3} more" if len(report.skipped) > 3 else ""))
         return writer.finish(report.unreadable, report.too_short)
 
 

@@ -51,7 +51,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..checkpoints import safe_load
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, TrainingDiverged
 from ..lm.magnet import MagnetLM, MagnetLMConfig
 from ..loaders import load_lm_model
 from .config import TrainConfig
@@ -424,8 +424,36 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None, "rng": rng_states,
         }
 
+    def _stop_if_diverged(self, finite: torch.Tensor, what: str) -> None:
+        """Raise :class:`TrainingDiverged` (on every rank) unless ``finite`` (a bool tensor) holds on all
+        ranks; the message names the last checkpoint, which is from before the divergence."""
+        if self.info.distributed:
+            flag = finite.to(torch.int32)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = flag.bool()
+        if bool(finite):
+            return
+        found = list_checkpoints(self.run_dir)
+        last = (f"the last good checkpoint is {found[-1][1]} (step {found[-1][0]}): lower optim.lr (or raise "
+                f"optim.warmup) and continue from it with --resume {found[-1][1]}" if found
+                else "no checkpoint was written before it: lower optim.lr (or raise optim.warmup) and start again")
+        raise TrainingDiverged(f"training diverged at step {self.step + (what == 'loss')}: the {what} became NaN or "
+                               f"infinite, so training stopped without saving it; {last}")
+
+    def _weights_finite(self) -> torch.Tensor:
+        tensors = [p.detach() for p in self.objective.parameters() if p.is_floating_point()]
+        if self.ema is not None:
+            tensors += list(self.ema.state.values())
+        finite = torch.ones((), dtype=torch.bool, device=self.info.device)
+        for t in tensors:
+            finite &= torch.isfinite(t).all().to(finite.device)
+        return finite
+
     def save_checkpoint(self) -> Path | None:
-        """Every rank takes part (RNG states are gathered); rank 0 writes. Returns the path on rank 0."""
+        """Every rank takes part (RNG states are gathered); rank 0 writes. Returns the path on rank 0.
+        Weights that became NaN or infinite stop training here (:class:`TrainingDiverged`) instead of
+        being saved, so ``keep_last`` never rotates away the last good checkpoint."""
+        self._stop_if_diverged(self._weights_finite(), "weights")
         rng = capture_rng()
         if self.info.distributed:
             states: list = [None] * self.info.world_size
@@ -462,6 +490,7 @@ class Trainer:
         except (RuntimeError, ValueError) as exc:
             raise CheckpointError(f"the checkpoint does not match this configuration's model: {exc}") from exc
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        self._apply_optim_config(ckpt.get("config") or {})
         if ckpt["scaler"] and self.scaler.is_enabled():  # empty when the run did not use fp16
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None:
@@ -478,6 +507,23 @@ class Trainer:
                            "reseeded, so the run is not a bit-for-bit continuation", len(states), self.info.world_size)
             seed_all(sub_seed(self.cfg.seed, self.info.rank, self.step))
 
+    def _apply_optim_config(self, saved: dict) -> None:
+        """On resume, the optimizer's hyper-parameters of *this* config apply (``optim.lr``, ``betas``,
+        ``eps``, ``weight_decay``; the schedule's shape always follows the config), not those saved in
+        the checkpoint's optimizer state; each changed value is logged."""
+        o = self.cfg.optim
+        before = (saved.get("optim") or {}) if isinstance(saved, dict) else {}
+        for key in ("lr", "betas", "eps", "weight_decay", "schedule", "warmup", "steps", "lr_min_ratio"):
+            if key in before and before[key] != getattr(o, key):
+                logger.warning("resuming with optim.%s changed from %s to %s: the new value applies", key,
+                               before[key], getattr(o, key))
+        for group in self.optimizer.param_groups:
+            group.update(betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay, initial_lr=o.lr)
+        self.scheduler.base_lrs = [o.lr] * len(self.optimizer.param_groups)
+        for group, factor in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
+            group["lr"] = o.lr * factor(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
     # -------------------------------------------------------------------------------- steps
 
     def _batches(self) -> Iterator[tuple]:
@@ -491,6 +537,7 @@ class Trainer:
         module = self.ddp if self.ddp is not None else self.objective
         self.optimizer.zero_grad(set_to_none=True)
         tokens = 0
+        finite = torch.ones((), dtype=torch.bool, device=self.info.device)
         for micro in range(accum):
             batch = _to_device(next(batches), self.info.device)
             tokens += int(batch[0].numel())
@@ -498,8 +545,10 @@ class Trainer:
             with (contextlib.nullcontext() if sync else self.ddp.no_sync()):
                 with self._autocast():
                     loss, metrics = module(*batch)
+                finite &= torch.isfinite(loss.detach())
                 self.scaler.scale(loss / accum).backward()
             averager.add(metrics)
+        self._stop_if_diverged(finite, "loss")  # before the update: the weights stay those of the last step
         self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.optim.max_norm if self.cfg.optim.max_norm > 0 else math.inf  # 0: no clipping
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.objective.parameters(), max_norm))
