@@ -536,3 +536,50 @@ def test_tokenize_refuses_nan_audio_by_name_and_encodes_short_audio(tmp_path, ca
     assert "inf.wav: its audio at 0.0 s contains NaN or infinite samples" in caplog.text
     entries = TokenCache(tmp_path / "c2").entries
     assert [Path(e["path"]).name for e in entries] == ["short.wav"]
+
+
+# ----------------------------------------------------------------------------------- no silent overwrites
+
+
+def test_generate_never_replaces_an_earlier_clip_unless_told(fixture_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "00_lofi_beat.wav").write_bytes(b"an earlier clip")
+    argv = ["generate", "lofi beat", "--model", fixture_dir, "--t5-path", fixture_dir / "t5", "-o", out, "-q",
+            "--steps", "1,1,1,1"]
+    assert run_cli(argv, capsys)[0] == 0
+    assert run_cli(argv, capsys)[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["00_lofi_beat.wav", "00_lofi_beat_1.wav", "00_lofi_beat_2.wav"]
+    assert (out / "00_lofi_beat.wav").read_bytes() == b"an earlier clip"
+    assert run_cli(argv + ["--overwrite"], capsys)[0] == 0
+    assert len(list(out.iterdir())) == 3
+    assert (out / "00_lofi_beat.wav").read_bytes()[:4] == b"RIFF"  # replaced, as asked
+
+
+def test_concurrent_writers_into_one_folder_keep_every_clip(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from magnet_audio.audio import audio_write
+
+    def write(i: int) -> Path:
+        return audio_write(tmp_path / "00_same_prompt", torch.full((1, 800), 0.01 * (i + 1)), 16000,
+                           strategy="none", exclusive=True)
+
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(write, range(16)))
+    assert len(set(paths)) == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporary left
+    levels = sorted(round(float(np.abs(sf.read(p)[0]).max()), 2) for p in paths)
+    assert levels == [round(0.01 * (i + 1), 2) for i in range(16)]  # each clip is its own, none clobbered
+
+
+def test_tokenize_does_not_add_a_folder_again_by_another_path(tmp_path, fixture_dir, monkeypatch, capsys):
+    from magnet_audio.training.tokens import TokenCache
+
+    data = write_chords(tmp_path / "data", n=2)
+    codec = fixture_dir / "compression_state_dict.bin"
+    assert cli_main(["tokenize", str(data), "--codec", str(codec), "--out", str(tmp_path / "cache"), "-q"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["tokenize", "data", "--codec", str(codec), "--out", "cache", "-q"]) == 0
+    assert cli_main(["tokenize", "./data/../data", "--codec", str(codec), "--out", "cache", "-q"]) == 0
+    assert len(TokenCache(tmp_path / "cache").entries) == 2

@@ -356,14 +356,17 @@ def audio_write(stem_name: str | os.PathLike, wav: torch.Tensor, sample_rate: in
                 mp3_rate: int = 320, ogg_rate: int | None = None, normalize: bool = True, strategy: str = "peak",
                 peak_clip_headroom_db: float = 1, rms_headroom_db: float = 18, loudness_headroom_db: float = 14,
                 loudness_compressor: bool = False, log_clipping: bool = True, make_parent_dir: bool = True,
-                add_suffix: bool = True) -> Path:
+                add_suffix: bool = True, exclusive: bool = False) -> Path:
     """Normalise ``wav [C, T]`` (or ``[T]``) with :func:`normalize_audio` and write it to ``stem_name`` + suffix.
 
     Formats: ``'wav'`` (16-bit PCM), ``'flac'`` (16-bit), ``'ogg'`` (Vorbis; ``ogg_rate`` kbps is mapped to the
     nearest Vorbis quality) and ``'mp3'`` (constant ``mp3_rate`` kbps, clamped to the range the MPEG version allows at
     ``sample_rate``) when this libsndfile can encode MP3.
     The file is written to a temporary name in the target directory and renamed into place, so a failure
-    never leaves a partial file. Returns the path written. Bad input (non-finite samples, unknown format,
+    never leaves a partial file. ``exclusive``: never replace an existing file; when the name is
+    taken (by an earlier run, or by a concurrent one writing into the same folder) the first free
+    ``STEM_1``, ``STEM_2``, ... is used instead, claimed atomically (a hard link, or an ``O_EXCL``
+    create where links are not supported). Returns the path written. Bad input (non-finite samples, unknown format,
     unwritable location) raises :class:`InputError` before anything is written.
     """
     if not isinstance(wav, torch.Tensor) or not wav.is_floating_point():
@@ -394,11 +397,35 @@ def audio_write(stem_name: str | os.PathLike, wav: torch.Tensor, sample_rate: in
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # honours the umask, unlike mkstemp
         created = True
         sf.write(str(tmp), data, sample_rate, **settings)
-        os.replace(tmp, path)
-        created = False
+        if exclusive:
+            path = _claim(tmp, str(stem_name), _SUFFIXES[format] if add_suffix else "")
+        else:
+            os.replace(tmp, path)
+        created = tmp.exists()
     except (OSError, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors
         raise InputError(f"cannot write audio to {path}: {exc}") from exc
     finally:
         if created:
             tmp.unlink(missing_ok=True)
     return path
+
+
+def _claim(tmp: Path, stem: str, suffix: str, attempts: int = 10_000) -> Path:
+    """Move the finished file ``tmp`` to the first free name of ``STEM{,_1,_2,...}SUFFIX``, atomically:
+    two processes can never both take a name, and an existing file is never replaced."""
+    for n in range(attempts):
+        candidate = Path(f"{stem}_{n}{suffix}" if n else f"{stem}{suffix}")
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links: reserve the name, then move the file onto it
+            try:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                continue
+            os.replace(tmp, candidate)
+            return candidate
+        tmp.unlink()
+        return candidate
+    raise InputError(f"no free file name for {stem}{suffix} (tried {attempts})")

@@ -132,7 +132,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         for offset, (prompt, audio) in enumerate(zip(batch, wav)):
             stem = out_dir / f"{start + offset:02d}_{slugify(prompt)}"
             path = audio_write(stem, audio.float().cpu(), model.sample_rate, format=args.format,
-                               strategy=args.strategy, loudness_compressor=True)
+                               strategy=args.strategy, loudness_compressor=True, exclusive=not args.overwrite)
             written.append(path)
             print(f"{path}  ({audio.shape[-1] / model.sample_rate:.2f} s)  {prompt!r}")
     if not args.quiet:
@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "else the bundled magnet-audio/synth-music (with a note saying why)")
     gen.add_argument("--t5-path", default=None, help="local directory of the T5 text encoder (offline use)")
     gen.add_argument("--output", "-o", default="outputs", help="output directory")
+    gen.add_argument("--overwrite", action="store_true",
+                     help="replace files of the same name; by default a taken name gets a _1, _2, ... suffix")
     gen.add_argument("--format", default="wav", choices=["wav", "flac", "ogg", "mp3"], help="audio file format")
     gen.add_argument("--strategy", default="loudness", choices=["loudness", "peak", "rms", "clip", "none"],
                      help="normalisation of the written audio")

@@ -208,7 +208,8 @@ def tokenize(source: str | os.PathLike, codec_name: str, out: str | os.PathLike,
     chunk_frames = max(1, int(round(chunk_seconds * codec.frame_rate)))
     fresh = not is_token_cache(out)
     with CacheWriter(out, meta) as writer, torch.no_grad():
-        todo = [item for item in items if item.path not in writer.done]
+        done = {os.path.realpath(p) for p in writer.done}  # the same file by another path is not added again
+        todo = [item for item in items if os.path.realpath(item.path) not in done]
         for item in tqdm(todo, desc="tokenize", unit="file", disable=not progress):
             try:
                 codes = _encode_file(codec, item, chunk_frames, batch_chunks)
