@@ -583,3 +583,24 @@ def test_tokenize_does_not_add_a_folder_again_by_another_path(tmp_path, fixture_
     assert cli_main(["tokenize", "data", "--codec", str(codec), "--out", "cache", "-q"]) == 0
     assert cli_main(["tokenize", "./data/../data", "--codec", str(codec), "--out", "cache", "-q"]) == 0
     assert len(TokenCache(tmp_path / "cache").entries) == 2
+
+
+# ----------------------------------------------------------------------------------- continuation prompts
+
+
+def test_continuation_with_a_prompt_under_1024_samples_and_a_nan_prompt(fixture_dir):
+    from magnet_audio import MAGNeT
+    from magnet_audio.codec.spectral import SpectralCodec, SpectralCodecConfig
+
+    model = MAGNeT.get_pretrained(str(fixture_dir), device="cpu", t5_path=fixture_dir / "t5")
+    # a spectral codec (a centred STFT, which needed more than n_fft / 2 samples) at the LM's rate and vocabulary
+    model.compression_model = SpectralCodec(SpectralCodecConfig(
+        sample_rate=32000, n_fft=2048, hop_length=640, hidden=8, dimension=8, n_q=4, bins=64,
+        griffin_lim_iters=1)).eval()
+    model.set_generation_params(decoding_steps=[1, 1, 1, 1], duration=1.0)
+    for samples in (1, 300, 1023):
+        wav = model.generate_continuation(torch.full((1, samples), 0.1), 32000, ["x"])
+        assert wav.shape[:2] == (1, 1) and wav.shape[-1] >= 0.9 * 32000 and torch.isfinite(wav).all()
+    for bad in (math.nan, math.inf):
+        with pytest.raises(InputError, match="the prompt audio contains NaN or infinite samples"):
+            model.generate_continuation(torch.full((1, 300), bad), 32000, ["x"])

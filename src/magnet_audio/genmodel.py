@@ -13,6 +13,7 @@ from .checkpoints import read_our_config
 from .names import resolve_bundled
 from .errors import CheckpointError, InputError
 from .loaders import CODEC_FILENAME
+from .validation import finite_tensor
 
 
 class BaseGenModel:
@@ -79,6 +80,7 @@ class BaseGenModel:
             raise InputError("prompt must be a non-empty audio tensor [B, C, T] or [C, T]")
         if not isinstance(prompt_sample_rate, int) or prompt_sample_rate <= 0:
             raise InputError(f"prompt_sample_rate must be a positive integer, got {prompt_sample_rate!r}")
+        finite_tensor(prompt, "the prompt audio")
         if prompt.dim() == 2:
             prompt = prompt[None]
         wav = convert_audio(prompt.float(), prompt_sample_rate, self.sample_rate, self.audio_channels)
