@@ -173,7 +173,7 @@ def server(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "magnet_audio.cli", "app", "--model", str(FIXTURES), "--model", str(alias),
          "--t5-path", str(T5), "--device", "cpu", "--port", str(port), "--max-prompts", "3",
-         "--max-duration", "4", "--concurrency", "2", "--output-dir", str(tmp / "out")],
+         "--max-duration", "4", "--concurrency", "2", "--output-dir", str(tmp / "out"), "--offer-official"],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 300  # a loaded machine (e.g. a training job) slows the start
@@ -397,3 +397,13 @@ def test_temporary_results_are_swept():
     assert not old.exists() and new.exists()
     generator.close()
     assert not generator.output_dir.exists()
+
+
+def test_uploads_over_the_limit_are_refused(server):
+    httpx = pytest.importorskip("httpx", reason="httpx is not installed")
+    url = server["url"] + "gradio_api/upload"
+    small = httpx.post(url, files={"files": ("a.txt", b"x" * 1000)}, timeout=30)
+    assert small.status_code == 200, small.text
+    large = httpx.post(url, files={"files": ("a.bin", b"x" * (2 << 20))}, timeout=30)  # 2 MB > --max-upload-mb 1
+    assert large.status_code == 413, large.text
+    _alive(server)

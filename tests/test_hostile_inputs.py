@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
-import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -604,3 +603,50 @@ def test_continuation_with_a_prompt_under_1024_samples_and_a_nan_prompt(fixture_
     for bad in (math.nan, math.inf):
         with pytest.raises(InputError, match="the prompt audio contains NaN or infinite samples"):
             model.generate_continuation(torch.full((1, 300), bad), 32000, ["x"])
+
+
+# ----------------------------------------------------------------------------------- the app
+
+
+@pytest.fixture
+def fake_serving(monkeypatch):
+    """``magnet app`` in process with gradio and the server replaced: what launch() was given."""
+    from magnet_audio import app
+
+    seen: dict = {}
+    monkeypatch.setattr(app, "_import_gradio", lambda: None)
+    monkeypatch.setattr(app.Generator, "load", lambda self, name: None)
+    monkeypatch.setattr(app, "build_app", lambda generator, **kw: seen.update(generator=generator) or "demo")
+
+    def launch(demo, **kwargs):
+        seen.update(kwargs)
+        if seen.get("sigterm"):
+            os.kill(os.getpid(), __import__("signal").SIGTERM)
+            time.sleep(5)  # the handler interrupts this at once
+            seen["not_interrupted"] = True
+
+    monkeypatch.setattr(app, "launch", launch)
+    return seen
+
+
+def test_app_offers_official_models_only_when_asked(fake_serving, fixture_dir, capsys):
+    from magnet_audio.names import MAGNET_REPOS
+
+    assert cli_main(["app", "--model", str(fixture_dir), "--port", "0"]) == 0
+    assert not set(MAGNET_REPOS) & set(fake_serving["generator"].models)
+    assert fake_serving["max_file_size"] == "1mb"  # Gradio's upload route refuses larger files
+    assert cli_main(["app", "--model", str(fixture_dir), "--port", "0", "--offer-official",
+                     "--max-upload-mb", "0.5"]) == 0
+    assert set(MAGNET_REPOS) <= set(fake_serving["generator"].models)
+    assert fake_serving["max_file_size"] == "0.5mb"
+
+
+def test_app_removes_its_temporary_folder_on_sigterm(fake_serving, fixture_dir, capsys):
+    import signal
+
+    fake_serving["sigterm"] = True
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli_main(["app", "--model", str(fixture_dir), "--port", "0"]) == 130
+    assert "not_interrupted" not in fake_serving
+    assert not fake_serving["generator"].output_dir.exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the app's only while it serves

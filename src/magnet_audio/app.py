@@ -499,13 +499,42 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
     return demo
 
 
+#: Largest file Gradio's upload route accepts: the app takes no audio, so uploads are only ever small.
+MAX_UPLOAD = "1mb"
+
+
 def launch(demo, host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth: tuple | None = None,
-           block: bool = True, allowed_paths: Sequence[str] = ()):
-    """Serve ``demo``; with ``block=False`` return at once (the server runs in a thread)."""
+           block: bool = True, allowed_paths: Sequence[str] = (), max_file_size: str | int | None = MAX_UPLOAD):
+    """Serve ``demo``; with ``block=False`` return at once (the server runs in a thread). Uploads
+    larger than ``max_file_size`` are refused (HTTP 413)."""
     return demo.launch(server_name=host, server_port=port, share=share, auth=auth, show_error=True,
                        prevent_thread_lock=not block, ssr_mode=False, quiet=False, footer_links=["api"],
                        allowed_paths=list(allowed_paths), theme=getattr(demo, "_magnet_theme", None),
-                       css=getattr(demo, "_magnet_css", None), mcp_server=False)
+                       css=getattr(demo, "_magnet_css", None), mcp_server=False, max_file_size=max_file_size)
+
+
+class _StopOnSigterm:
+    """While active, SIGTERM (``kill``, a service manager stopping the app) ends the server like Ctrl-C,
+    so that the ``finally`` blocks run and the temporary results folder is removed."""
+
+    def __enter__(self):
+        import signal
+
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    @staticmethod
+    def _handle(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -543,27 +572,30 @@ def cmd_app(args: argparse.Namespace) -> None:
         raise InputError(f"--port must be in 0..65535, got {args.port}")
     models = list(args.model or [default_model_name()])
     if not args.only_listed:
-        models += [m for m in bundled_models() + list(MAGNET_REPOS) if m not in models]
+        models += [m for m in bundled_models() if m not in models]
+    if args.offer_official:  # opt-in: any visitor could make the server download multi-GB checkpoints
+        models += [m for m in MAGNET_REPOS if m not in models]
     auth = _auth(args.auth or os.environ.get("MAGNET_APP_AUTH"))
     port = args.port or free_port(host)
     gr = _import_gradio()  # fail before loading a model when gradio is missing
     del gr
     generator = Generator(models, t5_path=args.t5_path, device=args.device, max_prompts=args.max_prompts,
                           max_duration=args.max_duration, max_loaded=args.max_loaded, output_dir=args.output_dir)
-    try:
-        print(f"loading {generator.default_model} ...", flush=True)
-        generator.load(generator.default_model)
-        demo = build_app(generator, concurrency=args.concurrency, queue_size=args.queue_size)
-        if host not in LOOPBACK or args.share:
-            print("warning: the app is reachable from other machines" + ("" if auth else " without --auth"),
-                  flush=True)
+    with _StopOnSigterm():  # SIGTERM runs the finally below too: no temporary folder is left behind
         try:
-            launch(demo, host=host, port=port, share=args.share, auth=auth,
-                   allowed_paths=[str(generator.output_dir)])
-        except OSError as exc:  # port in use, address not available
-            raise InputError(f"cannot serve on {host}:{port}: {exc}") from exc
-    finally:
-        generator.close()
+            print(f"loading {generator.default_model} ...", flush=True)
+            generator.load(generator.default_model)
+            demo = build_app(generator, concurrency=args.concurrency, queue_size=args.queue_size)
+            if host not in LOOPBACK or args.share:
+                print("warning: the app is reachable from other machines" + ("" if auth else " without --auth"),
+                      flush=True)
+            try:
+                launch(demo, host=host, port=port, share=args.share, auth=auth,
+                       allowed_paths=[str(generator.output_dir)], max_file_size=f"{args.max_upload_mb:g}mb")
+            except OSError as exc:  # port in use, address not available
+                raise InputError(f"cannot serve on {host}:{port}: {exc}") from exc
+        finally:
+            generator.close()
 
 
 def add_subcommands(sub) -> None:
@@ -577,7 +609,12 @@ def add_subcommands(sub) -> None:
                      help="model to serve (hub repo id or local directory); repeat for several; the first is the "
                           "default and is loaded at start. None: $MAGNET_MODEL or magnet-audio/synth-music")
     app.add_argument("--only-listed", action="store_true",
-                     help="offer only the --model models, not also the official hub checkpoints")
+                     help="offer only the --model models, not also the models that ship with the package")
+    app.add_argument("--offer-official", action="store_true",
+                     help="also offer the official hub checkpoints (facebook/magnet-*): any visitor can then make "
+                          "the server download several GB")
+    app.add_argument("--max-upload-mb", type=float, default=1.0,
+                     help="largest upload the server accepts, in MB (the app needs none)")
     app.add_argument("--t5-path", default=None, help="local directory of the T5 text encoder (offline use)")
     app.add_argument("--device", default=None, help="cpu, cuda or mps; None picks the best available")
     app.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs --expose")
