@@ -650,3 +650,16 @@ def test_app_removes_its_temporary_folder_on_sigterm(fake_serving, fixture_dir, 
     assert "not_interrupted" not in fake_serving
     assert not fake_serving["generator"].output_dir.exists()
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is the app's only while it serves
+
+
+@pytest.mark.parametrize("index,value,match", [
+    (0, math.inf, "Duration"), (0, "nan", "Duration"), (0, 1e12, "Duration"), (1, math.nan, "CFG max"),
+    (3, "-inf", "Temperature"), (4, True, "Top-p must be a number"), (5, 1e23, "Seed"), (5, "1e400", "Seed"),
+])
+def test_app_form_refuses_hostile_numbers(index, value, match):
+    from magnet_audio.app import check_params
+
+    args = [5, 10, 1, 3.0, 0.9, 0]
+    args[index] = value
+    with pytest.raises(InputError, match=match):
+        check_params(*args, max_duration=30)

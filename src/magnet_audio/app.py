@@ -96,11 +96,17 @@ def parse_steps(text: Any, num_codebooks: int) -> list[int]:
 
 
 def _number(value: Any, name: str, low: float, high: float) -> float:
+    """A form number, checked by :mod:`magnet_audio.validation` (a bool, NaN or inf is refused), in the
+    page's wording."""
+    from .validation import finite_float
+
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number; got {value!r}.") from None
-    if not np.isfinite(number) or not low <= number <= high:
+        number = finite_float(value, name)
+    except InputError as exc:
+        if "finite" not in str(exc):
+            raise InputError(f"{name} must be a number; got {value!r}.") from None
+        number = float("nan")
+    if not low <= number <= high:
         raise InputError(f"{name} must be between {low:g} and {high:g}; got {value!r}.")
     return number
 
