@@ -663,3 +663,43 @@ def test_app_form_refuses_hostile_numbers(index, value, match):
     args[index] = value
     with pytest.raises(InputError, match=match):
         check_params(*args, max_duration=30)
+
+
+# ----------------------------------------------------------------------------------- text files that are not UTF-8
+
+
+def test_configs_and_prompt_files_that_are_not_utf8(tmp_path, capsys):
+    bad = tmp_path / "c.yaml"
+    bad.write_bytes(b"run_dir: \xff\xfe\n")
+    fails_cleanly(["train", bad], capsys, tmp_path / "runs", "is not UTF-8 text")
+    fails_cleanly(["train-codec", bad], capsys, tmp_path / "runs", "is not UTF-8 text")
+    prompts = tmp_path / "p.txt"
+    prompts.write_bytes(b"lofi \xff beat\n")
+    fails_cleanly(["eval", "--prompts", prompts, "--generated", tmp_path, "--out", tmp_path / "e", "--metrics", "fad"],
+                  capsys, tmp_path / "e", "is not UTF-8 text")
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('[1, 2]\n')
+    fails_cleanly(["eval", "--prompts", jsonl, "--generated", tmp_path, "--out", tmp_path / "e", "--metrics", "fad"],
+                  capsys, tmp_path / "e", "expected a JSON object or string")
+
+
+def test_eval_generated_manifest_with_hostile_lines(tmp_path, capsys):
+    generated = tmp_path / "gen"
+    generated.mkdir()
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("lofi beat\n")
+    reference = write_chords(tmp_path / "ref", n=1)
+    for line in (b'{"description": "lofi beat", "path": 123}', b'{"description": null, "path": "a.wav"}', b"\xff"):
+        (generated / "generated.jsonl").write_bytes(line + b"\n")
+        fails_cleanly(["eval", "--prompts", prompts, "--generated", generated, "--reference", reference,
+                       "--out", tmp_path / "e", "--metrics", "fad"], capsys, tmp_path / "e",
+                      "is not a valid generated.jsonl")
+
+
+def test_train_config_bounds_the_model_size(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps(run_config(tmp_path / "run", str(tmp_path), None)))
+    fails_cleanly(["train", config, "model.dim=1000000000"], capsys, tmp_path / "run", "model.dim must be <= 65536")
+    fails_cleanly(["train", config, "model.dim=1e9"], capsys, tmp_path / "run", "model.dim: expected int, got '1e9'")
+    fails_cleanly(["train", config, "model.dim=1.0e+9"], capsys, tmp_path / "run", "model.dim must be <= 65536")
+    fails_cleanly(["train", config, "model.num_heads=0"], capsys, tmp_path / "run", "positive multiple")

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..audio import audio_read
 from ..errors import InputError, MagnetError
+from ..validation import manifest_record
 from . import embeddings as E
 from .clap import clap_score
 from .fad import frechet_audio_distance, gaussian_stats
@@ -78,7 +79,10 @@ def load_prompts(path: str | Path) -> list[EvalItem]:
     if not path.is_file():
         raise InputError(f"prompt file not found: {path}")
     items: list[EvalItem] = []
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix.lower() in (".jsonl", ".json"):
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -89,6 +93,8 @@ def load_prompts(path: str | Path) -> list[EvalItem]:
                 raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
             if isinstance(entry, str):
                 entry = {"description": entry}
+            if not isinstance(entry, dict):
+                raise InputError(f"{path}:{lineno}: expected a JSON object or string, got {type(entry).__name__}")
             prompt = next((entry[k] for k in PROMPT_KEYS if isinstance(entry.get(k), str) and entry[k].strip()), None)
             if prompt is None:
                 raise InputError(f"{path}:{lineno}: no prompt (expected one of {', '.join(PROMPT_KEYS)})")
@@ -117,7 +123,7 @@ def _sidecar_prompt(audio: Path) -> str | None:
         return None
     try:
         meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
         return None
     if not isinstance(meta, dict):
         return None
@@ -185,10 +191,19 @@ def attach_generated(items: list[EvalItem], generated_dir: str | Path) -> str:
     generated_dir = Path(generated_dir)
     manifest = generated_dir / "generated.jsonl"
     if manifest.is_file():
-        entries = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
         by_prompt: dict[str, list[Path]] = {}
-        for e in entries:
-            by_prompt.setdefault(e["description"], []).append(generated_dir / e["path"])
+        try:
+            lines = manifest.read_text(encoding="utf-8").splitlines()
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                e = json.loads(line)
+                rel = manifest_record(e, f"{manifest}:{number}")
+                if not isinstance(e.get("description"), str):
+                    raise InputError(f"{manifest}:{number}: 'description' must be a string")
+                by_prompt.setdefault(e["description"], []).append(generated_dir / rel)
+        except ValueError as exc:  # not UTF-8, not JSON, or a bad record (InputError is a ValueError too)
+            raise InputError(f"{manifest} is not a valid generated.jsonl: {exc}") from None
         if all(by_prompt.get(it.prompt) for it in items):
             for it in items:
                 it.generated = by_prompt[it.prompt].pop(0)

@@ -19,7 +19,7 @@ import yaml
 from ..conditioning import ConditionerConfig
 from ..errors import InputError
 from ..lm.base import POSITIONAL_EMBEDDINGS
-from ..validation import finite_float
+from ..validation import MAX_HEADS, MAX_LAYERS, MAX_MODEL_DIM, finite_float
 
 
 @dataclass
@@ -168,6 +168,10 @@ class TrainConfig:
             (0 <= self.model.conditioner.word_dropout <= 1, "model.conditioner.word_dropout must be in [0, 1]"),
             (self.model.dim > 0 and self.model.num_heads > 0 and self.model.dim % self.model.num_heads == 0,
              "model.dim must be a positive multiple of model.num_heads"),
+            (self.model.dim <= MAX_MODEL_DIM and self.model.num_heads <= MAX_HEADS
+             and self.model.num_layers <= MAX_LAYERS and self.model.hidden_scale <= 64,
+             f"model.dim must be <= {MAX_MODEL_DIM}, num_heads <= {MAX_HEADS}, num_layers <= {MAX_LAYERS} and "
+             "hidden_scale <= 64"),
             (self.model.num_layers >= 1 and self.model.hidden_scale >= 1,
              "model.num_layers and hidden_scale must be >= 1"),
             (self.model.span_len >= 1, "model.span_len must be >= 1"),
@@ -304,6 +308,8 @@ def read_config(cls, path: str | Path | None, overrides: list[str] | None = None
             values = yaml.safe_load(path.read_text()) or {}
         except OSError as exc:
             raise InputError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise InputError(f"config {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except yaml.YAMLError as exc:
             raise InputError(f"config {path} is not valid YAML: {exc}") from exc
         if not isinstance(values, dict):
