@@ -84,10 +84,10 @@ GENERATE_BAD = [
     (["--duration", "inf"], "--duration must be a finite number"),
     (["--duration", "1e12"], "--duration must be in (0, 3600]"),
     (["--duration", "-1"], "--duration must be in (0, 3600]"),
-    (["--temperature", "nan"], "--temperature must be a finite number"),
-    (["--top-p", "2"], "--top-p must be in [0, 1]"),
-    (["--cfg", "nan,1"], "--cfg must be a finite number"),
-    (["--cfg", "inf"], "--cfg must be a finite number"),
+    (["--temperature", "nan"], "temperature (--temperature) must be a finite number"),
+    (["--top-p", "2"], "top_p (--top-p) must be in [0, 1]"),
+    (["--cfg", "nan,1"], "(--cfg) must be a finite number"),
+    (["--cfg", "inf"], "(--cfg) must be a finite number"),
     (["--top-k", "1000000"], "top_k must be in"),
     (["--top-k", "65"], "top_k must be in [0, 64]"),  # the fixture's vocabulary is 64
     (["--seed", "1e23"], "argument --seed: invalid int value"),
@@ -96,7 +96,7 @@ GENERATE_BAD = [
     (["--device", "banana"], "--device 'banana' is not a device"),
     (["--steps", "0,1,1,1"], "decoding_steps must be a positive integer"),
     (["--batch", "0"], "--batch must be a positive integer"),
-    (["--beat-lock", "inf"], "--beat-lock must be a finite number"),
+    (["--beat-lock", "inf"], "beat_lock (--beat-lock) must be a finite number"),
 ]
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -172,35 +171,6 @@ def finite_tensor(tensor, what: str) -> None:
         raise InputError(f"{what} contains NaN or infinite samples")
 
 
-# ----------------------------------------------------------------------------------- paths
-
-
-def output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
-    """A folder that exists (created if needed) and can be written; refuses a path that names a
-    file or a folder without write permission, with a one-line error."""
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{what} {path} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise InputError(f"cannot write to {what} {path}: {exc.strerror or one_line(exc)}") from None
-    return path
-
-
-def output_file(path: str | os.PathLike, what: str = "output file") -> Path:
-    """A file path whose folder can be written and that is not itself a folder."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise InputError(f"{what} {path} is a folder, not a file")
-    output_dir(path.parent if str(path.parent) else Path("."), f"the folder of {what}")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise InputError(f"cannot write {what} {path}: permission denied")
-    return path
-
-
 # ----------------------------------------------------------------------------------- records
 
 
@@ -261,8 +231,9 @@ def text_encoder(cond, what: str = "config.json") -> None:
 # ----------------------------------------------------------------------------------- the CLI
 
 #: (command, attribute) -> what the attribute names: "dir" an output folder, "file" an output file.
-CLI_OUTPUTS = {("generate", "output"): "dir", ("eval", "out"): "dir", ("export", "out_dir"): "dir",
-               ("tokenize", "out"): "dir", ("bench generate", "out"): "dir", ("bench train", "out"): "file"}
+CLI_OUTPUTS = {("generate", "output"): ("dir", "output directory"), ("eval", "out"): ("dir", "--out folder"),
+               ("export", "out_dir"): ("dir", "export folder"), ("tokenize", "out"): ("dir", "--out cache folder"),
+               ("bench generate", "out"): ("dir", "--out folder"), ("bench train", "out"): ("file", "--out file")}
 
 
 def writable_target(path: str | os.PathLike, what: str, kind: str = "dir") -> Path:
@@ -271,19 +242,19 @@ def writable_target(path: str | os.PathLike, what: str, kind: str = "dir") -> Pa
     existing ancestor must be a folder this process may write into."""
     path = Path(path).expanduser()
     if kind == "dir" and path.exists() and not path.is_dir():
-        raise InputError(f"{what} {path} is a file, not a folder")
+        raise InputError(f"cannot write to {what} {path}: it is a file, not a folder")
     if kind == "file" and path.is_dir():
-        raise InputError(f"{what} {path} is a folder, not a file")
+        raise InputError(f"cannot write to {what} {path}: it is a folder, not a file")
     probe = path if kind == "dir" else path.parent
     probe = Path(os.path.abspath(probe))
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise InputError(f"{what} {path}: {probe} is a file, not a folder")
+        raise InputError(f"cannot write to {what} {path}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK) or _read_only_mount(probe):
-        raise InputError(f"cannot write {what} {path}: {probe} is not writable")
+        raise InputError(f"cannot write to {what} {path}: {probe} is not writable")
     if kind == "file" and path.exists() and not os.access(path, os.W_OK):
-        raise InputError(f"cannot write {what} {path}: permission denied")
+        raise InputError(f"cannot write to {what} {path}: permission denied")
     return path
 
 
@@ -307,23 +278,25 @@ def cli_args(args) -> None:
         seed(get("seed"), "--seed")
     if get("duration") is not None:
         duration(get("duration"), "--duration")
+    flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
     for name, low, high in (("temperature", 0, 1e4), ("top_p", 0, 1), ("beat_lock", 0, MAX_DURATION),
-                            ("rescore_weight", 0, 1), ("hybrid_prefix_seconds", 0, MAX_DURATION),
-                            ("cfg_skip_threshold", 0, 1e4), ("chunk_seconds", 0, MAX_DURATION),
-                            ("min_duration", 0, MAX_DURATION)):
+                            ("rescore_weight", 0, 1), ("cfg_skip_threshold", 0, 1e4)):  # set_generation_params'
         if is_number(get(name)):
-            finite_float(get(name), "--" + name.replace("_", "-"), low, high)
+            finite_float(get(name), f"{name} ({flag(name)})", low, high)
+    for name in ("hybrid_prefix_seconds", "chunk_seconds", "min_duration"):
+        if is_number(get(name)):
+            finite_float(get(name), flag(name), 0, MAX_DURATION)
     if get("top_k") is not None:
-        int_in_range(get("top_k"), "--top-k", 0, MAX_CARD)
+        int_in_range(get("top_k"), "top_k (--top-k)", 0, MAX_CARD)
     if isinstance(get("cfg"), (tuple, list)):
         for value in get("cfg"):
-            finite_float(value, "--cfg", 0, 1e4)
+            finite_float(value, "max_cfg_coef,min_cfg_coef (--cfg)", 0, 1e4)
     for name in ("batch", "kv_cache_refresh", "cfg_null_refresh", "runs"):
         if isinstance(get(name), int):
             positive_int(get(name), "--" + name.replace("_", "-"), 1_000_000)
-    for (cmd, name), kind in CLI_OUTPUTS.items():
+    for (cmd, name), (kind, label) in CLI_OUTPUTS.items():
         if cmd == command and get(name) is not None:
-            writable_target(get(name), "--" + name.replace("_", "-") if name != "out_dir" else "OUT_DIR", kind)
+            writable_target(get(name), label, kind)
 
 
 def generation_options(options: Any, lm_cfg, what: str = "generation options") -> dict:
