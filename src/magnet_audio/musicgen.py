@@ -82,7 +82,6 @@ class MusicGen(BaseGenModel):
         """
         params = ARGenerationParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
                                     cfg_coef=cfg_coef).validate()
-        params.top_k = validation.int_in_range(top_k, "top_k", 0, self.lm.cfg.card)
         duration = validation.duration(duration, "duration (seconds)")
         extend_stride = validation.finite_float(extend_stride, "extend_stride (seconds)")
         if duration > self.max_duration and not 0 < extend_stride < self.max_duration:
