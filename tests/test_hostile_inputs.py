@@ -703,3 +703,16 @@ def test_train_config_bounds_the_model_size(tmp_path, capsys):
     fails_cleanly(["train", config, "model.dim=1e9"], capsys, tmp_path / "run", "model.dim: expected int, got '1e9'")
     fails_cleanly(["train", config, "model.dim=1.0e+9"], capsys, tmp_path / "run", "model.dim must be <= 65536")
     fails_cleanly(["train", config, "model.num_heads=0"], capsys, tmp_path / "run", "positive multiple")
+
+
+@pytest.mark.parametrize("command", ["train", "train-codec"])
+def test_training_config_with_an_unknown_device(tmp_path, capsys, fixture_dir, command):
+    data = write_chords(tmp_path / "data", n=1)
+    config = tmp_path / "c.yaml"
+    values = (run_config(tmp_path / "run", str(data), str(fixture_dir / "compression_state_dict.bin"))
+              if command == "train" else {"run_dir": str(tmp_path / "run"), "data": {"train": str(data)}})
+    config.write_text(json.dumps({**values, "device": "banana"}))
+    code, err = run_cli([command, config], capsys)
+    assert code == 2
+    assert "the config's device 'banana' is not a device" in error_line(err)
+    assert not list((tmp_path / "run").rglob("*.pt"))

@@ -53,6 +53,7 @@ from tqdm import tqdm
 from ..checkpoints import safe_load
 from ..errors import CheckpointError, InputError, TrainingDiverged
 from ..lm.magnet import MagnetLM, MagnetLMConfig
+from ..validation import device as check_device
 from ..loaders import load_lm_model
 from .config import TrainConfig
 from .data import BatchStream, DescriptionConfig, EpochSampler, split_items, sub_seed
@@ -97,6 +98,7 @@ def init_distributed(device: str = "auto", backend: str = "auto", timeout_minute
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device, "the config's device")  # "banana" or a missing GPU: one line, not a traceback
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank)
