@@ -80,7 +80,8 @@ def load_hub_weights(url: str, what: str) -> dict:
     digest = sha256_of(cached)
     if not digest.startswith(match.group(1)):
         raise Unavailable(f"{what}: {cached} is not the published file (SHA-256 {digest[:8]}..., expected "
-                          f"{match.group(1)}...): refusing to load it; delete it to download it again")
+                          f"{match.group(1)}...): refusing to load it; delete it to download it again, or pass a "
+                          "copy you trust with --vggish-checkpoint")
     try:
         return torch.load(cached, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - an unpicklable or corrupt file
