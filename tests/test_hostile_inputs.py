@@ -716,3 +716,12 @@ def test_training_config_with_an_unknown_device(tmp_path, capsys, fixture_dir, c
     assert code == 2
     assert "the config's device 'banana' is not a device" in error_line(err)
     assert not list((tmp_path / "run").rglob("*.pt"))
+
+
+@pytest.mark.parametrize("flags,match", [(["--hours", "nan"], "--hours must be a finite number"),
+                                         (["--clip-seconds", "inf"], "--clip-seconds must be a finite number"),
+                                         (["--heldout", "2"], "--heldout must be in [0, 1]"),
+                                         (["--clips", "0"], "--clips must be a positive integer"),
+                                         (["--sample-rate", "-1"], "--sample-rate must be a positive integer")])
+def test_data_synth_refuses_hostile_numbers(tmp_path, capsys, flags, match):
+    fails_cleanly(["data", "synth", tmp_path / "out", *flags], capsys, tmp_path / "out", match)

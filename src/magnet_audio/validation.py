@@ -283,9 +283,14 @@ def cli_args(args) -> None:
                             ("rescore_weight", 0, 1), ("cfg_skip_threshold", 0, 1e4)):  # set_generation_params'
         if is_number(get(name)):
             finite_float(get(name), f"{name} ({flag(name)})", low, high)
-    for name in ("hybrid_prefix_seconds", "chunk_seconds", "min_duration"):
+    for name, high in (("hybrid_prefix_seconds", MAX_DURATION), ("chunk_seconds", MAX_DURATION),
+                       ("min_duration", MAX_DURATION), ("clip_seconds", MAX_DURATION), ("hours", 1e5),
+                       ("heldout", 1), ("corpus_fraction", 1)):
         if is_number(get(name)):
-            finite_float(get(name), flag(name), 0, MAX_DURATION)
+            finite_float(get(name), flag(name), 0, high)
+    for name, high in (("clips", 100_000_000), ("workers", 1024), ("sample_rate", MAX_SAMPLE_RATE)):
+        if isinstance(get(name), int):
+            positive_int(get(name), flag(name), high)
     if get("top_k") is not None:
         int_in_range(get("top_k"), "top_k (--top-k)", 0, MAX_CARD)
     if isinstance(get("cfg"), (tuple, list)):
