@@ -79,7 +79,8 @@ class CachedGuidance:
         self.lm, self.batch = lm, batch
         self.cross_kv: CrossKV | None = None if memory is None else lm.transformer.cross_kv(memory)
         self.cond_kv = None if self.cross_kv is None else [(k[:batch], v[:batch]) for k, v in self.cross_kv]
-        self.refresh, self.skip, self.null_refresh = fast.kv_cache_refresh, fast.cfg_skip_threshold, fast.cfg_null_refresh
+        self.refresh, self.null_refresh = fast.kv_cache_refresh, fast.cfg_null_refresh
+        self.skip = fast.cfg_skip_threshold
         self.cache = RowKVCache(len(lm.transformer.layers)) if self.refresh > 1 else None
         self.last_seq: torch.Tensor | None = None
         self.null_stale = False  # the cache's null rows missed a pass (a step without the null pass)

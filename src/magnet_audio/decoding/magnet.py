@@ -42,6 +42,8 @@ __all__ = ["FastOptions", "GenerationParams", "default_decoding_steps", "generat
 ProgressCallback = Callable[[int, int], None]
 #: a rescoring hook: (codes [B, K, T], stage, token probabilities [B, T]) -> new probabilities [B, T]
 Rescore = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
+#: a hook before a stage: (codes [B, K, T], stage) -> positions [B, T] (bool) to freeze in its steps
+StageHook = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 @torch.no_grad()
@@ -79,87 +81,96 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
     codes[..., :P] = prompt
     frozen = torch.zeros(B, K, max_len, dtype=torch.bool, device=device)
     frozen[..., :P] = True
+    guidance = make_guidance(lm, memory, B, params.fast)
+    before_stage = None
     if tied is not None:
         tied = tied.to(device).masked_fill(frozen[:, 0], NOT_TIED)
-        if not (tied != NOT_TIED).any():
-            tied = None
+        if (tied != NOT_TIED).any():
+            before_stage = _beat_lock(guidance, tied, params.max_cfg_coef)
     rescore = None if rescorer is None else _rescoring(rescorer, params.rescore_weight)
-    return decode(lm, codes, frozen, make_guidance(lm, memory, B, params.fast), params, callback, rescore, tied)
+    return decode(lm, codes, frozen, guidance, params, callback, before_stage, rescore)
 
 
 def decode(lm: MagnetLM, codes: torch.Tensor, frozen: torch.Tensor, guidance: Guidance, params: GenerationParams,
-           callback: ProgressCallback | None = None, rescore: Rescore | None = None,
-           tied: torch.Tensor | None = None) -> torch.Tensor:
+           callback: ProgressCallback | None = None, before_stage: StageHook | None = None,
+           rescore: Rescore | None = None) -> torch.Tensor:
     """Fill every token of codes [B, K, T] that ``frozen`` [B, K, T] (bool) does not freeze; the
     frozen tokens are the given ones and stay as they are. Returns codes [B, K, T'], T' = T cut to a
-    multiple of span_len with ``nonoverlap`` spans. ``tied`` [B, T]: beat lock offsets (see
-    :func:`generate_codes`), :data:`~.beats.NOT_TIED` at frozen frames."""
-    span_len = lm.cfg.span_len if lm.cfg.span_len > 1 and params.span_arrangement == "nonoverlap" else 1
-    T = codes.shape[-1] // span_len * span_len
+    multiple of span_len with ``nonoverlap`` spans.
+
+    before_stage: a hook run before each codebook's steps (e.g. beat lock) that may write tokens of
+        the codebook into codes and returns where [B, T'] (bool), to freeze during its steps.
+    rescore: a hook on the sampled tokens' probabilities before their spans are scored.
+    """
+    L = lm.cfg.span_len
+    unit_len = L if L > 1 and params.span_arrangement == "nonoverlap" else 1  # frames per re-masked unit
+    T = codes.shape[-1] // unit_len * unit_len
     codes, frozen = codes[..., :T], frozen[..., :T]
     total, done = sum(params.decoding_steps), 0
+
+    def step_done() -> None:
+        nonlocal done
+        done += 1
+        if callback is not None:
+            callback(done, total)
+
     for stage, n_steps in enumerate(params.decoding_steps):
         stage_frozen = frozen[:, stage]
-        if tied is not None:
-            stage_frozen = stage_frozen | _lock_beats(guidance, codes, stage, tied[:, :T], params.max_cfg_coef)
-
-        def on_step(step: int) -> None:
-            if callback is not None:
-                callback(done + step + 1, total)
-
-        _decode_stage(lm, codes, stage_frozen, stage, n_steps, guidance, params, span_len, on_step, rescore)
-        done += n_steps
+        if before_stage is not None:
+            stage_frozen = stage_frozen | before_stage(codes, stage)
+        _decode_stage(lm, codes, stage_frozen, stage, n_steps, guidance, params, unit_len, step_done, rescore)
     return codes
 
 
 def _decode_stage(lm: MagnetLM, codes: torch.Tensor, frozen: torch.Tensor, stage: int, n_steps: int,
-                  guidance: Guidance, params: GenerationParams, span_len: int, on_step: Callable[[int], None],
+                  guidance: Guidance, params: GenerationParams, unit_len: int, step_done: Callable[[], None],
                   rescore: Rescore | None) -> None:
     """Fill codebook ``stage`` of codes [B, K, T] in place in ``n_steps`` steps, except where
-    ``frozen`` [B, T]. ``span_len``: frames per span of the span grid (``nonoverlap``), else 1.
+    ``frozen`` [B, T].
 
-    Scores rank the U units a step may re-mask (U = T // span_len spans, or the T frames for
-    ``stride1``/token-wise masking): higher is less confident, :data:`DONT_REMASK` never re-masked.
+    The units a step re-masks are the U = T // unit_len spans of the ``nonoverlap`` grid, else the T
+    frames (``stride1`` spans are unions of frames). ``scores`` rank them: higher is less confident,
+    :data:`DONT_REMASK` is never re-masked.
     """
     B, _, T = codes.shape
-    mask_id, L = lm.mask_id, lm.cfg.span_len
-    stride1 = L > 1 and params.span_arrangement == "stride1"
-    frozen_units = frozen.reshape(B, T // span_len, span_len).all(dim=-1)  # [B, U] no token to generate
+    mask_id, span_len = lm.mask_id, lm.cfg.span_len
+    stride1 = span_len > 1 and params.span_arrangement == "stride1"
+    frozen_units = frozen.reshape(B, T // unit_len, unit_len).all(dim=-1)  # [B, U] nothing to generate
     scores = torch.zeros(frozen_units.shape, device=codes.device).masked_fill(frozen_units, DONT_REMASK)
     n_units = (~frozen_units).sum(dim=1).tolist()  # [B] units to generate
     seq = codes[:, stage].clone()  # [B, T] the codebook being decoded
 
     for step, rate in enumerate(mask_rates(n_steps)):
-        # re-masking schedule: the least confident units, fewer at each step
+        # re-masking schedule: the least confident units, fewer at each step (all of them at step 0)
         num = [num_to_mask(rate, n) for n in n_units]
         if stride1:
-            remask = torch.stack([least_probable_spans(scores[b], num[b], L) for b in range(B)])  # [B, T]
+            remask = torch.stack([least_probable_spans(scores[b], num[b], span_len) for b in range(B)])  # [B, T]
         else:
             remasked_units = top_scores(scores, num)  # [B, U]
-            remask = remasked_units.repeat_interleave(span_len, dim=-1)  # [B, T]
+            remask = remasked_units.repeat_interleave(unit_len, dim=-1)  # [B, T]
 
         # masking
         seq = seq.masked_fill(remask & ~frozen, mask_id)
+        masked = seq == mask_id  # [B, T] the positions this step samples
         codes[:, stage] = seq
 
         # guided logits
         logits = guidance(codes, stage, step, cfg_coef(rate, params.max_cfg_coef, params.min_cfg_coef))
 
         # sampling
-        tokens, token_probs = _sample(logits, params, temperature(params.temperature, step, n_steps,
-                                                                  params.anneal_temp))
-        masked = seq == mask_id  # [B, T]
+        temp = temperature(params.temperature, step, n_steps, params.anneal_temp)
+        tokens, token_probs = _sample(logits, params, temp)
         seq = torch.where(masked, tokens, seq)
         codes[:, stage] = seq
 
         # span scoring
         if rescore is not None:
             token_probs = rescore(codes, stage, token_probs)
-        if span_len > 1:
-            scores = chunk_scores(token_probs, span_len, params.span_scoring).masked_fill(~remasked_units, DONT_REMASK)
+        if unit_len > 1:
+            scores = chunk_scores(token_probs, unit_len, params.span_scoring).masked_fill(~remasked_units, DONT_REMASK)
         else:
             scores = (-torch.log(token_probs)).masked_fill(~masked, DONT_REMASK)
-        on_step(step)
+        step_done()
 
 
 def _sample(logits: torch.Tensor, params: GenerationParams, temp: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,17 +189,22 @@ def _rescoring(rescorer: Rescorer, weight: float) -> Rescore:
     return lambda codes, stage, probs: combine_probs(probs, rescorer(codes, stage), weight)
 
 
-def _lock_beats(guidance: Guidance, codes: torch.Tensor, stage: int, tied: torch.Tensor, coef: float) -> torch.Tensor:
-    """Beat lock's hook before the steps of codebook ``stage``: write into codes [B, K, T] the tokens
-    of the beat spans (tied [B, T] offsets) and return where they are [B, T] (bool), to freeze.
+def _beat_lock(guidance: Guidance, tied: torch.Tensor, coef: float) -> StageHook:
+    """Beat lock's hook (tied [B, T] offsets from :func:`~.beats.beat_spans`): before the steps of a
+    codebook, write the tokens of the beat spans into codes [B, K, T'] and return where they are.
 
     One guided pass with the codebook masked (but for frozen tokens), at the first step's guidance;
     per offset, the token of the highest mean log-probability over the beats (the most likely one
     everywhere, as the confident spans MAGNeT's annealed steps keep; a sampled one made the key
     follow the prompt less)."""
-    logits = guidance(codes, stage, 0, coef)  # step 0: a full pass
-    pooled = pooled_beat_logprobs(torch.log_softmax(logits.float(), dim=-1), tied, int(tied.max()) + 1)
-    tokens = torch.gather(pooled.argmax(dim=-1), 1, tied.clamp(min=0))  # [B, T]
-    locked = tied != NOT_TIED
-    codes[:, stage] = torch.where(locked, tokens, codes[:, stage])
-    return locked
+
+    def lock(codes: torch.Tensor, stage: int) -> torch.Tensor:
+        offsets = tied[:, :codes.shape[-1]]
+        logits = guidance(codes, stage, 0, coef)  # step 0: a full pass
+        pooled = pooled_beat_logprobs(torch.log_softmax(logits.float(), dim=-1), offsets, int(offsets.max()) + 1)
+        tokens = torch.gather(pooled.argmax(dim=-1), 1, offsets.clamp(min=0))  # [B, T']
+        locked = offsets != NOT_TIED
+        codes[:, stage] = torch.where(locked, tokens, codes[:, stage])
+        return locked
+
+    return lock
