@@ -63,10 +63,15 @@ def test_parse_prompts():
 def test_form_defaults_follow_the_model_recommendation():
     from types import SimpleNamespace
 
-    from magnet_audio.app import sampling_defaults
+    from magnet_audio.app import sampling_defaults, steps_default
     assert sampling_defaults(None) == [10.0, 1.0, 3.0, 0.9]  # audiocraft's
     recommending = SimpleNamespace(recommended_generation_params={"temperature": 1.0, "max_cfg_coef": 3.0})
     assert sampling_defaults(recommending) == [3.0, 1.0, 1.0, 0.9]
+    assert steps_default(None) == "20,10,10,10"
+    recommending.lm = SimpleNamespace(num_codebooks=2)
+    assert steps_default(recommending) == "20,10"
+    recommending.recommended_generation_params["decoding_steps"] = [8, 4]
+    assert steps_default(recommending) == "8,4"
 
 
 def test_parse_steps_and_params():

@@ -91,6 +91,7 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
     return decode(lm, codes, frozen, guidance, params, callback, before_stage, rescore)
 
 
+@torch.no_grad()
 def decode(lm: MagnetLM, codes: torch.Tensor, frozen: torch.Tensor, guidance: Guidance, params: GenerationParams,
            callback: ProgressCallback | None = None, before_stage: StageHook | None = None,
            rescore: Rescore | None = None) -> torch.Tensor:
