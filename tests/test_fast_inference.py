@@ -13,7 +13,7 @@ from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.decoding import FastOptions
 from magnet_audio.decoding import magnet as decoding
 from magnet_audio.decoding.guidance import CachedGuidance
-from magnet_audio.decoding.schedules import cfg_coef, mask_rates
+from magnet_audio.decoding.schedules import guidance_coef, mask_rates
 from magnet_audio.errors import InputError
 from magnet_audio.lm import MagnetLM, MagnetLMConfig
 from magnet_audio.lm.transformer import RowKVCache
@@ -141,7 +141,7 @@ def _count_rows(model, monkeypatch) -> list[int]:
 def test_cfg_skip_only_where_the_coefficient_is_near_one(model, monkeypatch):
     batches = _count_rows(model, monkeypatch)
     steps = [4, 3, 2, 2]
-    coefs = [cfg_coef(rate, 10.0, 1.0) for n in steps for rate in mask_rates(n)]
+    coefs = [guidance_coef(rate, 10.0, 1.0) for n in steps for rate in mask_rates(n)]
     for threshold in (0.0, 0.5, 3.0):
         batches.clear()
         _generate(model, decoding_steps=steps, cfg_skip_threshold=threshold)

@@ -34,7 +34,7 @@ from .guidance import Guidance, make_guidance
 from .params import FastOptions, GenerationParams, default_decoding_steps
 from .rescoring import Rescorer, combine_probs
 from .sampling import sample
-from .schedules import cfg_coef, mask_rates, num_to_mask, temperature
+from .schedules import guidance_coef, mask_rates, num_to_mask, temperature
 from .spans import DONT_REMASK, chunk_scores, least_probable_spans, top_scores
 
 __all__ = ["FastOptions", "GenerationParams", "default_decoding_steps", "generate_codes"]
@@ -156,7 +156,7 @@ def _decode_stage(lm: MagnetLM, codes: torch.Tensor, frozen: torch.Tensor, stage
         codes[:, stage] = seq
 
         # guided logits
-        logits = guidance(codes, stage, step, cfg_coef(rate, params.max_cfg_coef, params.min_cfg_coef))
+        logits = guidance(codes, stage, step, guidance_coef(rate, params.max_cfg_coef, params.min_cfg_coef))
 
         # sampling
         temp = temperature(params.temperature, step, n_steps, params.anneal_temp)
