@@ -5,8 +5,12 @@ A :class:`Guidance` maps the codes of a step to the guided logits of the codeboo
     logits = uncond + (cond - uncond) * coef,
 
 cond from the text memory, uncond from the null memory (one batched pass of 2B rows), or the
-conditional logits alone without memory. Shapes: codes [B, K, T] -> logits [B, T, card], every
-position of codebook ``stage`` (the other heads are not run).
+conditional logits alone without memory. Shapes: codes [B, K, T] -> :class:`GuidedLogits`, the
+logits [B, R, card] of codebook ``stage`` (the other heads are not run) at R positions: all T
+(exact), or in fast mode's partial passes the ones recomputed, which include every masked one.
+Sampling only those keeps a partial step cheap (sampling from 2048 tokens at 500 positions costs as
+much as a partial pass of a small model on CPU); :meth:`GuidedLogits.full_length` puts the results
+back at their positions.
 
 :class:`ExactGuidance` computes that formula at every step. :class:`CachedGuidance` approximates it
 for speed (fast mode, :class:`~.params.FastOptions`):
@@ -23,6 +27,7 @@ for speed (fast mode, :class:`~.params.FastOptions`):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -34,9 +39,22 @@ from .params import FastOptions
 CrossKV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
+@dataclass
+class GuidedLogits:
+    """Guided logits [B, R, card] at ``positions`` [B, R] (every masked position is one of them), or
+    at all T positions when ``positions`` is None (R = T)."""
+
+    logits: torch.Tensor
+    positions: torch.Tensor | None = None
+
+    def full_length(self, values: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+        """values [B, R] (one per position) -> [B, T]: ``others`` [B, T] at the positions not computed."""
+        return values if self.positions is None else others.scatter(1, self.positions, values)
+
+
 class Guidance(Protocol):
-    def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float) -> torch.Tensor:
-        """codes [B, K, T] at step ``step`` of codebook ``stage`` -> guided logits [B, T, card]."""
+    def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float) -> GuidedLogits:
+        """codes [B, K, T] at step ``step`` of codebook ``stage`` -> its guided logits."""
 
 
 def make_guidance(lm: MagnetLM, memory: torch.Tensor | None, batch: int, fast: FastOptions) -> Guidance:
@@ -59,12 +77,12 @@ class ExactGuidance:
         self.lm, self.batch = lm, batch
         self.cross_kv: CrossKV | None = None if memory is None else lm.transformer.cross_kv(memory)
 
-    def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float) -> torch.Tensor:
+    def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float) -> GuidedLogits:
         if self.cross_kv is None:
-            return self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=None))
+            return GuidedLogits(self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=None)))
         hidden = self.lm.hidden(torch.cat([codes, codes]), stage, cross_kv=self.cross_kv)
         cond, uncond = self.lm.linears[stage](hidden).split(self.batch)
-        return uncond + (cond - uncond) * coef
+        return GuidedLogits(uncond + (cond - uncond) * coef)
 
 
 class CachedGuidance:
@@ -87,7 +105,7 @@ class CachedGuidance:
         self.null_logits: torch.Tensor | None = None
         self.null_stage = -1
 
-    def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float) -> torch.Tensor:
+    def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float) -> GuidedLogits:
         B = self.batch
         guided = self.cross_kv is not None and not (self.skip > 0 and abs(coef - 1.0) <= self.skip)
         reuse_null = guided and self.null_refresh > 1 and step % self.null_refresh != 0 and self.null_stage == stage
@@ -109,7 +127,7 @@ class CachedGuidance:
             cond, uncond = logits, self.null_logits if rows is None else _gather_rows(self.null_logits, rows)
         if guided:
             logits = uncond + (cond - uncond) * coef
-        return logits if rows is None else _full_length(logits, rows, seq)
+        return GuidedLogits(logits, rows)
 
     def _forward(self, codes: torch.Tensor, stage: int, rows: torch.Tensor | None,
                  cross_kv: CrossKV | None) -> torch.Tensor:
@@ -120,8 +138,8 @@ class CachedGuidance:
         return self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=cross_kv, cache=self.cache))
 
     def _rows(self, seq: torch.Tensor, step: int, null_pass: bool) -> torch.Tensor | None:
-        """Positions [B, R] (ascending) for a partial pass over seq [B, T], or None for a full one:
-        the masked positions and those whose token changed since the last pass."""
+        """Positions [B, R] for a partial pass over seq [B, T], or None for a full one: the masked
+        positions and those whose token changed since the last pass."""
         if (self.cache is None or step % self.refresh == 0 or self.last_seq is None
                 or (null_pass and self.null_stale)):
             return None
@@ -147,13 +165,3 @@ class CachedGuidance:
 def _gather_rows(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """logits [B, T, card] at rows [B, R] -> [B, R, card]."""
     return logits.gather(1, rows.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
-
-
-def _full_length(logits: torch.Tensor, rows: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
-    """Logits [B, R, card] of ``rows`` [B, R] -> [B, T, card]. Every masked position of seq [B, T] is in
-    ``rows``; the others keep their token: a one-hot distribution on it (probability 1 at any
-    temperature, so they are confident wherever spans are scored)."""
-    card = logits.shape[-1]
-    full = torch.full((*seq.shape, card), float("-inf"), dtype=logits.dtype, device=logits.device)
-    full.scatter_(-1, seq.clamp(max=card - 1).unsqueeze(-1), 0.0)
-    return full.scatter(1, rows.unsqueeze(-1).expand_as(logits), logits)

@@ -1,11 +1,12 @@
-"""MAGNeT's iterative decoding (Ziv et al., 2024, Sec. 3.2), as audiocraft's ``MagnetLMModel``.
+"""MAGNeT's iterative decoding (Ziv et al., 2024), as audiocraft's ``MagnetLMModel`` decodes.
 
 Codebooks are decoded one after the other (a *stage* each). A stage starts with every token of
 its codebook masked, except the frozen ones (a prompt), and runs ``n`` steps; at step i of n, with
 the mask rate p_i = cos(pi/2 * i/(n-1)):
 
 1. re-masking schedule: the ``max(int(p_i * N), 1)`` least confident of the N spans to generate
-   (all of them at step 0) are chosen;
+   (all of them at step 0) are chosen (``stride1``: overlapping spans covering about that many of
+   the N frames);
 2. masking: their tokens are masked;
 3. guided logits: one pass of the LM gives the logits of the codebook, guided by the text with
    the coefficient annealed from ``max_cfg_coef`` to ``min_cfg_coef`` as p_i falls;
@@ -155,12 +156,15 @@ def _decode_stage(lm: MagnetLM, codes: torch.Tensor, frozen: torch.Tensor, stage
         masked = seq == mask_id  # [B, T] the positions this step samples
         codes[:, stage] = seq
 
-        # guided logits
-        logits = guidance(codes, stage, step, guidance_coef(rate, params.max_cfg_coef, params.min_cfg_coef))
+        # guided logits (at every masked position; fast mode's partial passes skip some others)
+        guided = guidance(codes, stage, step, guidance_coef(rate, params.max_cfg_coef, params.min_cfg_coef))
 
         # sampling
         temp = temperature(params.temperature, step, n_steps, params.anneal_temp)
-        tokens, token_probs = _sample(logits, params, temp)
+        tokens, token_probs = _sample(guided.logits, params, temp)
+        tokens = guided.full_length(tokens, seq)  # [B, T]; positions not computed are not masked
+        token_probs = guided.full_length(token_probs, torch.ones(seq.shape, dtype=token_probs.dtype,
+                                                                 device=seq.device))  # ... and certain
         seq = torch.where(masked, tokens, seq)
         codes[:, stage] = seq
 
@@ -175,7 +179,7 @@ def _decode_stage(lm: MagnetLM, codes: torch.Tensor, frozen: torch.Tensor, stage
 
 
 def _sample(logits: torch.Tensor, params: GenerationParams, temp: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Guided logits [B, T, card] -> (tokens [B, T], the probability of each [B, T] that spans are
+    """Guided logits [B, R, card] -> (tokens [B, R], the probability of each [B, R] that spans are
     scored with): sampled at temperature ``temp`` with top-k/top-p, or the argmax."""
     probs = torch.softmax(logits.float() / max(temp, 1e-2), dim=-1)
     if params.use_sampling:
@@ -201,7 +205,7 @@ def _beat_lock(guidance: Guidance, tied: torch.Tensor, coef: float) -> StageHook
 
     def lock(codes: torch.Tensor, stage: int) -> torch.Tensor:
         offsets = tied[:, :codes.shape[-1]]
-        logits = guidance(codes, stage, 0, coef)  # step 0: a full pass
+        logits = guidance(codes, stage, 0, coef).logits  # step 0: a full pass, [B, T', card]
         pooled = pooled_beat_logprobs(torch.log_softmax(logits.float(), dim=-1), offsets, int(offsets.max()) + 1)
         tokens = torch.gather(pooled.argmax(dim=-1), 1, offsets.clamp(min=0))  # [B, T']
         locked = offsets != NOT_TIED
