@@ -163,8 +163,7 @@ def _decode_stage(lm: MagnetLM, codes: torch.Tensor, frozen: torch.Tensor, stage
         temp = temperature(params.temperature, step, n_steps, params.anneal_temp)
         tokens, token_probs = _sample(guided.logits, params, temp)
         tokens = guided.full_length(tokens, seq)  # [B, T]; positions not computed are not masked
-        token_probs = guided.full_length(token_probs, torch.ones(seq.shape, dtype=token_probs.dtype,
-                                                                 device=seq.device))  # ... and certain
+        token_probs = guided.full_length(token_probs, torch.ones_like(seq, dtype=token_probs.dtype))  # ... and sure
         seq = torch.where(masked, tokens, seq)
         codes[:, stage] = seq
 
