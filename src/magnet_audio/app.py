@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .decoding import default_decoding_steps
+from .decoding import GenerationParams, default_decoding_steps
 from .errors import InputError, MagnetError
 from .names import MAGNET_REPOS, bundled_models, default_model_name
 
@@ -132,8 +132,8 @@ def sampling_defaults(model) -> list[float]:
     """The form's CFG max, CFG min, temperature and top-p for ``model`` (None: not loaded yet): what
     its config recommends (``recommended_generation_params``), else audiocraft's defaults."""
     rec = getattr(model, "recommended_generation_params", None) or {}
-    return [rec.get("max_cfg_coef", 10.0), rec.get("min_cfg_coef", 1.0), rec.get("temperature", 3.0),
-            rec.get("top_p", 0.9)]
+    default = GenerationParams()
+    return [rec.get(name, getattr(default, name)) for name in ("max_cfg_coef", "min_cfg_coef", "temperature", "top_p")]
 
 
 def check_params(duration: Any, cfg_max: Any, cfg_min: Any, temperature: Any, top_p: Any, seed: Any,
