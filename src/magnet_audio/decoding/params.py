@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -79,9 +79,6 @@ class FastOptions:
         if self.int8 and self.half:
             raise InputError("int8 and half are alternatives (int8 on CPU, half on GPU): choose one")
         return self
-
-
-FAST_OPTION_NAMES = tuple(f.name for f in fields(FastOptions))
 
 
 @dataclass
