@@ -63,10 +63,15 @@ def test_parse_prompts():
 def test_form_defaults_follow_the_model_recommendation():
     from types import SimpleNamespace
 
-    from magnet_audio.app import sampling_defaults
+    from magnet_audio.app import sampling_defaults, steps_default
     assert sampling_defaults(None) == [10.0, 1.0, 3.0, 0.9]  # audiocraft's
     recommending = SimpleNamespace(recommended_generation_params={"temperature": 1.0, "max_cfg_coef": 3.0})
     assert sampling_defaults(recommending) == [3.0, 1.0, 1.0, 0.9]
+    assert steps_default(None) == "20,10,10,10"
+    recommending.lm = SimpleNamespace(num_codebooks=2)
+    assert steps_default(recommending) == "20,10"
+    recommending.recommended_generation_params["decoding_steps"] = [8, 4]
+    assert steps_default(recommending) == "8,4"
 
 
 def test_parse_steps_and_params():
@@ -130,13 +135,13 @@ def test_generator_fast_mode(tmp_path):
     pytest.importorskip("matplotlib", reason="the `app` extra is not installed: pip install -e '.[app]'")
     generator = Generator([str(FIXTURES)], t5_path=str(T5), device="cpu", output_dir=tmp_path)
     (result,) = generator.generate("fast one", str(FIXTURES), 1.0, "2,1,1,1", 10, 1, 3.0, 0.9, 7, fast=True)
-    params = generator.loaded(str(FIXTURES)).generation_params
+    params = generator.loaded(str(FIXTURES)).generation_params.fast
     assert (params.kv_cache_refresh, params.cfg_skip_threshold, params.int8, params.half) == (5, 0.1, True, False)
     assert result["fast"] is True and result["seed"] == 7
     wav, sr = sf.read(result["audio"])
     assert sr == SAMPLE_RATE and abs(len(wav) / sr - CLIP_S) < 1e-6 and np.isfinite(wav).all()
     (exact,) = generator.generate("exact one", str(FIXTURES), 1.0, "2,1,1,1", 10, 1, 3.0, 0.9, 7)
-    params = generator.loaded(str(FIXTURES)).generation_params
+    params = generator.loaded(str(FIXTURES)).generation_params.fast
     assert exact["fast"] is False and (params.kv_cache_refresh, params.int8) == (1, False)
     assert exact["beat_lock"] == 0.0
 

@@ -20,7 +20,7 @@ import torch
 
 from magnet_audio import MAGNeT
 from magnet_audio.decoding import magnet as decoding
-from magnet_audio.lm.variants import inference_variant
+from magnet_audio.lm.variants import half_dtype
 from magnet_audio.utils import default_device, resolve_device
 
 DEVICE = "cuda"
@@ -46,13 +46,16 @@ def model(fp16_dir, fixture_dir):
 
 
 def _codes(model, seed=0, **params):
-    """Codes [2, 4, 48] of two prompts decoded with these options (no autocast, no audio)."""
+    """Codes [2, 4, 48] of two prompts decoded with these options (no autocast, no audio), by the
+    half-precision / compiled copy of the LM that they ask for, as ``MAGNeT.generate`` decodes."""
     model.set_generation_params(**params)
     try:
         with torch.no_grad():
             memory = model.lm.encode_text(["lofi beat", "calm piano", None, None])
+        if model.generation_params.fast.half:
+            memory = memory.to(half_dtype(model.device))
         torch.manual_seed(seed)
-        return decoding.generate_codes(model.lm, memory, model.generation_params, 50)
+        return decoding.generate_codes(model.decoding_lm, memory, model.generation_params, 50)
     finally:
         model.set_generation_params()
 
@@ -89,12 +92,12 @@ def test_fp16_official_checkpoint_loads_and_generates(model, fp16_dir, reference
 
 def test_half_precision_fast_mode(model):
     model.set_generation_params(use_sampling=False, decoding_steps=[4, 2, 2, 2], fast=True)
-    params = model.generation_params
+    params, variant = model.generation_params.fast, model.decoding_lm
     model.set_generation_params()
     assert params.half and not params.int8 and params.kv_cache_refresh == 5  # the GPU preset
+    assert model.decoding_lm is model.lm
     exact = _codes(model, use_sampling=False, decoding_steps=[4, 2, 2, 2])
     fast = _codes(model, use_sampling=False, decoding_steps=[4, 2, 2, 2], fast=True)
-    variant = inference_variant(model.lm, half=True)
     assert {p.dtype for p in variant.transformer.parameters()} == {torch.float16}
     assert {p.device.type for p in variant.parameters()} == {DEVICE}
     assert {p.dtype for p in model.lm.parameters()} == {torch.float32}  # the original is untouched

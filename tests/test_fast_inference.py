@@ -10,12 +10,13 @@ import torch
 
 from magnet_audio import MAGNeT
 from magnet_audio.conditioning import ConditionerConfig
+from magnet_audio.decoding import FastOptions
 from magnet_audio.decoding import magnet as decoding
-from magnet_audio.decoding.schedules import cfg_coef, mask_rates
+from magnet_audio.decoding.guidance import CachedGuidance, GuidedLogits
+from magnet_audio.decoding.schedules import guidance_coef, mask_rates
 from magnet_audio.errors import InputError
 from magnet_audio.lm import MagnetLM, MagnetLMConfig
 from magnet_audio.lm.transformer import RowKVCache
-from magnet_audio.lm.variants import inference_variant
 
 
 @pytest.fixture(scope="module")
@@ -27,24 +28,24 @@ class FullRecompute:
     """The decoding step computed the plain way: a full forward of every head at every step, the
     text memory projected again in every layer (no caching of any kind)."""
 
-    def __init__(self, lm, memory, batch, params):
+    def __init__(self, lm, memory, batch, fast):
         self.lm, self.memory, self.batch = lm, memory, batch
 
     def __call__(self, codes, stage, step, coef):
         if self.memory is None:
-            return self.lm(codes, None, stage)[:, stage], None
+            return GuidedLogits(self.lm(codes, None, stage)[:, stage])
         cond, uncond = self.lm(torch.cat([codes, codes]), self.memory, stage)[:, stage].split(self.batch)
-        return uncond + (cond - uncond) * coef, None
+        return GuidedLogits(uncond + (cond - uncond) * coef)
 
 
 def _generate(model, seed=0, **params):
-    """Codes [2, 4, 48] of two prompts with these ``set_generation_params`` (no audio decoding)."""
+    """Codes [2, 4, 48] of two prompts with these ``set_generation_params``, through ``MAGNeT.generate``
+    (which decodes with the int8 / half copy of the LM that the params ask for)."""
     model.set_generation_params(**params)
     try:
-        with torch.no_grad():
-            memory = model.lm.encode_text(["lofi beat", "calm piano", None, None])
         torch.manual_seed(seed)
-        return decoding.generate_codes(model.lm, memory, model.generation_params, 50)
+        _, codes = model.generate(["lofi beat", "calm piano"], return_tokens=True)
+        return codes
     finally:
         model.set_generation_params()
 
@@ -56,9 +57,17 @@ def _generate(model, seed=0, **params):
 ])
 def test_exact_mode_equals_full_recompute(model, monkeypatch, params):
     exact = _generate(model, **params)
-    monkeypatch.setattr(decoding, "GuidedLogits", FullRecompute)
+    monkeypatch.setattr(decoding, "make_guidance", FullRecompute)
     plain = _generate(model, **params)
     assert torch.equal(exact, plain)
+
+
+def test_cached_guidance_at_exact_settings_equals_exact(model, monkeypatch):
+    """The approximations' machinery (:class:`CachedGuidance`) with every option at its exact value
+    computes the exact guided logits."""
+    exact = _generate(model, decoding_steps=[4, 2, 2, 2])
+    monkeypatch.setattr(decoding, "make_guidance", CachedGuidance)
+    assert torch.equal(_generate(model, decoding_steps=[4, 2, 2, 2]), exact)
 
 
 def test_fast_mode_refreshing_every_step_equals_exact(model):
@@ -70,15 +79,15 @@ def test_fast_mode_refreshing_every_step_equals_exact(model):
 
 def test_fast_preset_and_overrides(model):
     model.set_generation_params(fast=True)
-    p = model.generation_params
+    p = model.generation_params.fast
     assert (p.kv_cache_refresh, p.cfg_skip_threshold, p.int8, p.half, p.compile) == (5, 0.1, True, False, False)
     assert p.cfg_null_refresh == 5
     model.set_generation_params(fast=True, int8=False, kv_cache_refresh=2)
-    assert (model.generation_params.int8, model.generation_params.kv_cache_refresh) == (False, 2)
+    assert (model.generation_params.fast.int8, model.generation_params.fast.kv_cache_refresh) == (False, 2)
     with pytest.raises(InputError):
         model.set_generation_params(int8=True, half=True)
     model.set_generation_params()
-    p = model.generation_params
+    p = model.generation_params.fast
     assert (p.kv_cache_refresh, p.cfg_skip_threshold, p.int8, p.half, p.compile) == (1, 0.0, False, False, False)
     assert p.cfg_null_refresh == 1
     with pytest.raises(InputError, match="cfg_null_refresh"):
@@ -132,7 +141,7 @@ def _count_rows(model, monkeypatch) -> list[int]:
 def test_cfg_skip_only_where_the_coefficient_is_near_one(model, monkeypatch):
     batches = _count_rows(model, monkeypatch)
     steps = [4, 3, 2, 2]
-    coefs = [cfg_coef(rate, 10.0, 1.0) for n in steps for rate in mask_rates(n)]
+    coefs = [guidance_coef(rate, 10.0, 1.0) for n in steps for rate in mask_rates(n)]
     for threshold in (0.0, 0.5, 3.0):
         batches.clear()
         _generate(model, decoding_steps=steps, cfg_skip_threshold=threshold)
@@ -153,7 +162,7 @@ class CachedNullRecompute(FullRecompute):
         cond, uncond = self.lm(torch.cat([codes, codes]), self.memory, stage)[:, stage].split(self.batch)
         if step % self.n == 0:
             self.uncond = uncond
-        return self.uncond + (cond - self.uncond) * coef, None
+        return GuidedLogits(self.uncond + (cond - self.uncond) * coef)
 
 
 def test_cached_null_pass_equals_plain_reuse_of_the_null_logits(model, monkeypatch):
@@ -161,7 +170,7 @@ def test_cached_null_pass_equals_plain_reuse_of_the_null_logits(model, monkeypat
     cached = _generate(model, **params)
     exact = _generate(model, decoding_steps=[7, 4, 3, 2])
     assert not torch.equal(cached, exact)  # the stale null logits do change the decoding
-    monkeypatch.setattr(decoding, "GuidedLogits", CachedNullRecompute)
+    monkeypatch.setattr(decoding, "make_guidance", CachedNullRecompute)
     assert torch.equal(cached, _generate(model, **params))
 
 
@@ -182,25 +191,26 @@ def test_cached_null_logits_under_the_row_cache():
         memory = lm.encode_text(["a", "b", None, None])
         null_kv = [(k[B:], v[B:]) for k, v in lm.transformer.cross_kv(memory)]
         codes = torch.full((B, 4, T), lm.mask_id)
-        guided = decoding.GuidedLogits(lm, memory, B, decoding.GenerationParams(kv_cache_refresh=4,
-                                                                                 cfg_null_refresh=4))
+        guided = CachedGuidance(lm, memory, B, FastOptions(kv_cache_refresh=4, cfg_null_refresh=4))
         # the same row cache without any null pass: its logits are the conditional ones
-        plain = decoding.GuidedLogits(lm, memory, B, decoding.GenerationParams(kv_cache_refresh=4,
-                                                                                cfg_skip_threshold=100.0))
+        plain = CachedGuidance(lm, memory, B, FastOptions(kv_cache_refresh=4, cfg_skip_threshold=100.0))
         uncond = lm.linears[0](lm.hidden(codes, 0, cross_kv=null_kv))  # [B, T, card] at the null pass
         guided(codes, 0, 0, 4.0)
         plain(codes, 0, 0, 1.0)
         for step, unmask in ((1, slice(0, T, 3)), (2, slice(1, T, 6))):
             codes[:, 0, unmask] = torch.randint(0, card, codes[:, 0, unmask].shape, generator=gen)
-            got, rows = guided(codes, 0, step, 3.0)
-            cond, cond_rows = plain(codes, 0, step, 1.0)
+            got = guided(codes, 0, step, 3.0)
+            cond = plain(codes, 0, step, 1.0)
+            rows = got.positions
             if rows is None:  # step 1: every position is masked or has just changed
-                assert cond_rows is None
+                assert cond.positions is None
                 stale = uncond
             else:
-                assert torch.equal(rows, cond_rows) and rows.shape == (B, 20)  # 15 masked + 5 changed
+                assert torch.equal(rows, cond.positions) and rows.shape == (B, 20)  # 15 masked + 5 changed
                 stale = uncond.gather(1, rows.unsqueeze(-1).expand(-1, -1, card))
-            torch.testing.assert_close(got, stale + (cond - stale) * 3.0, atol=1e-5, rtol=1e-5)
+                filled = got.full_length(torch.full_like(rows, -1), codes[:, 0])  # [B, T]: -1 exactly at rows
+                assert torch.equal(filled == -1, torch.zeros(B, T, dtype=torch.bool).scatter(1, rows, True))
+            torch.testing.assert_close(got.logits, stale + (cond.logits - stale) * 3.0, atol=1e-5, rtol=1e-5)
     assert rows is not None
 
 
@@ -216,7 +226,8 @@ def test_int8_runs_and_agrees_mostly_with_float32(model, reference):
     weights = {k: v.clone() for k, v in model.lm.state_dict().items()}
     int8 = _generate(model, use_sampling=False, decoding_steps=[4, 2, 2, 2], int8=True)
     assert int8.shape == exact.shape and (int8 < 64).all()
-    variant = inference_variant(model.lm, int8=True)
+    model.set_generation_params(int8=True)
+    variant = model.decoding_lm
     with torch.no_grad():  # per forward: measured 3-14% relative error, 87-93% same argmax (dim 64)
         memory = model.lm.encode_text(reference["texts"])
         for stage in range(4):
@@ -224,7 +235,10 @@ def test_int8_runs_and_agrees_mostly_with_float32(model, reference):
             want, got = model.lm(seq, memory, stage), variant(seq, memory, stage)
             assert (got - want).norm() / want.norm() < 0.25
             assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.8
-    assert variant is inference_variant(model.lm, int8=True)  # made once
+    model.set_generation_params(int8=True, decoding_steps=[2, 1, 1, 1])
+    assert model.decoding_lm is variant  # made once
+    model.set_generation_params()
+    assert model.decoding_lm is model.lm
     assert any("quantized" in type(m).__module__ for m in variant.modules())
     assert all(torch.equal(v, weights[k]) for k, v in model.lm.state_dict().items())  # the original is untouched
     assert torch.equal(_generate(model, use_sampling=False, decoding_steps=[4, 2, 2, 2]), exact)

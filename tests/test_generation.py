@@ -9,6 +9,8 @@ import yaml
 from magnet_audio import MAGNeT
 from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.decoding import GenerationParams, generate_codes
+from magnet_audio.decoding.guidance import make_guidance
+from magnet_audio.decoding.magnet import decode
 from magnet_audio.decoding.schedules import mask_rates, num_to_mask
 from magnet_audio.errors import CheckpointError, InputError
 from magnet_audio.lm import MagnetLM, MagnetLMConfig
@@ -163,6 +165,46 @@ def test_stride1_and_token_modes_fill_every_position():
         params = GenerationParams(decoding_steps=[5, 3, 2, 2], span_arrangement=arrangement, span_scoring="prod")
         codes = generate_codes(lm, lm.encode_text(["a", "b", None, None]), params, max_len=50)
         assert codes.shape == (2, 4, 50) and (codes < 16).all()
+
+
+@pytest.mark.parametrize("arrangement", ["nonoverlap", "stride1"])
+def test_decode_fills_around_frozen_tokens_and_a_frozen_prefix_is_a_prompt(arrangement):
+    """decode() fills what a frozen mask [B, K, T] leaves free and never changes the frozen tokens;
+    a prefix frozen in every codebook decodes as generate_codes' prompt."""
+    lm = _tiny_lm()
+    params = GenerationParams(decoding_steps=[4, 2, 2, 2], span_arrangement=arrangement)
+    memory = lm.encode_text(["a", "b", None, None])
+    gen = torch.Generator().manual_seed(0)
+    given = torch.randint(0, 16, (2, 4, 48), generator=gen)
+    frozen = torch.rand(2, 4, 48, generator=gen) < 0.3
+    guidance = make_guidance(lm, memory, 2, params.fast)
+    codes = decode(lm, torch.where(frozen, given, lm.mask_id), frozen, guidance, params)
+    assert torch.equal(codes[frozen], given[frozen]) and (codes < 16).all()
+    assert not torch.equal(codes, given)
+    prefix = torch.zeros(2, 4, 48, dtype=torch.bool)
+    prefix[..., :10] = True
+    torch.manual_seed(3)
+    with_prompt = generate_codes(lm, memory, params, 48, prompt=given[..., :10])
+    torch.manual_seed(3)
+    codes = decode(lm, torch.where(prefix, given, lm.mask_id), prefix, make_guidance(lm, memory, 2, params.fast),
+                   params)
+    assert torch.equal(codes, with_prompt)
+
+
+def test_update_generation_params_is_the_recommendation_then_the_overrides(model):
+    model.recommended_generation_params = {"temperature": 1.5, "decoding_steps": [3, 2, 2, 2], "top_k": 5}
+    try:
+        model.set_generation_params(max_cfg_coef=2.0, span_scoring="prod")  # not kept: neither recommended nor given
+        model.update_generation_params(top_k=9, temperature=None, cfg_null_refresh=3)  # None: not given
+        p = model.generation_params
+        assert (p.temperature, p.decoding_steps, p.top_k, p.fast.cfg_null_refresh) == (1.5, [3, 2, 2, 2], 9, 3)
+        assert (p.max_cfg_coef, p.span_scoring) == (10.0, "max")
+        flat = p.to_dict()
+        assert flat["cfg_null_refresh"] == 3 and flat["top_k"] == 9 and "fast" not in flat
+    finally:
+        model.recommended_generation_params = {}
+        model.set_generation_params()
+    assert model.generation_params.decoding_steps == [20, 10, 10, 10]
 
 
 def _write_export(lm: MagnetLM, directory, codec_file):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from magnet_audio.decoding.sampling import sample, top_k_filter, top_p_sorted
-from magnet_audio.decoding.schedules import cfg_coef, mask_rates, num_to_mask, temperature
+from magnet_audio.decoding.schedules import guidance_coef, mask_rates, num_to_mask, temperature
 from magnet_audio.decoding.spans import chunk_scores, least_probable_spans, spans_mask
 
 
@@ -31,10 +31,10 @@ def test_num_to_mask_never_below_one():
 
 
 def test_cfg_coef_anneals_from_max_to_min():
-    assert cfg_coef(1.0, 10.0, 1.0) == 10.0
-    assert cfg_coef(0.5, 10.0, 1.0) == 5.5
-    assert cfg_coef(0.0, 10.0, 1.0) == 1.0
-    assert cfg_coef(torch.tensor(0.25), 20.0, 2.0) == pytest.approx(6.5)
+    assert guidance_coef(1.0, 10.0, 1.0) == 10.0
+    assert guidance_coef(0.5, 10.0, 1.0) == 5.5
+    assert guidance_coef(0.0, 10.0, 1.0) == 1.0
+    assert guidance_coef(torch.tensor(0.25), 20.0, 2.0) == pytest.approx(6.5)
 
 
 def test_temperature_linear_decay():

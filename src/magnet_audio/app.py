@@ -38,13 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from .decoding import GenerationParams, default_decoding_steps
 from .errors import InputError, MagnetError
 from .names import MAGNET_REPOS, bundled_models, default_model_name
 
 log = logging.getLogger("magnet_audio.app")
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-DEFAULT_STEPS = (20, 10, 10, 10)
 MAX_STEPS_PER_STAGE = 200
 MAX_PROMPT_CHARS = 1000
 EXAMPLE_PROMPTS = [
@@ -76,6 +76,11 @@ def parse_prompts(text: str | None, max_prompts: int) -> list[str]:
     return prompts
 
 
+def steps_text(steps: Sequence[int]) -> str:
+    """``"20,10,10,10"``: decoding steps as the form shows them."""
+    return ",".join(map(str, steps))
+
+
 def parse_steps(text: Any, num_codebooks: int) -> list[int]:
     """Decoding steps per codebook stage from ``"20,10,10,10"`` (or a list of ints)."""
     if isinstance(text, (list, tuple)):
@@ -86,10 +91,10 @@ def parse_steps(text: Any, num_codebooks: int) -> list[int]:
         steps = [int(x) for x in items]
     except (TypeError, ValueError):
         raise InputError(f"Decoding steps must be comma-separated integers, e.g. "
-                         f"{','.join(map(str, DEFAULT_STEPS[:num_codebooks]))}; got {text!r}.") from None
+                         f"{steps_text(default_decoding_steps(num_codebooks))}; got {text!r}.") from None
     if len(steps) != num_codebooks:
         raise InputError(f"Decoding steps: this model has {num_codebooks} codebooks, so give {num_codebooks} "
-                         f"numbers (e.g. {','.join(map(str, DEFAULT_STEPS[:num_codebooks]))}); got {len(steps)}.")
+                         f"numbers (e.g. {steps_text(default_decoding_steps(num_codebooks))}); got {len(steps)}.")
     if any(not 1 <= s <= MAX_STEPS_PER_STAGE for s in steps):
         raise InputError(f"Decoding steps must each be between 1 and {MAX_STEPS_PER_STAGE}; got {steps}.")
     return steps
@@ -120,12 +125,21 @@ def _flag(value: Any, name: str) -> bool:
     raise InputError(f"{name} must be true or false; got {value!r}.")
 
 
+def steps_default(model) -> str:
+    """The form's decoding steps for ``model`` (None: not loaded yet): its recommendation, else
+    audiocraft's default."""
+    if model is None:
+        return steps_text(default_decoding_steps())
+    rec = getattr(model, "recommended_generation_params", None) or {}
+    return steps_text(rec.get("decoding_steps") or default_decoding_steps(model.lm.num_codebooks))
+
+
 def sampling_defaults(model) -> list[float]:
     """The form's CFG max, CFG min, temperature and top-p for ``model`` (None: not loaded yet): what
     its config recommends (``recommended_generation_params``), else audiocraft's defaults."""
     rec = getattr(model, "recommended_generation_params", None) or {}
-    return [rec.get("max_cfg_coef", 10.0), rec.get("min_cfg_coef", 1.0), rec.get("temperature", 3.0),
-            rec.get("top_p", 0.9)]
+    default = GenerationParams()
+    return [rec.get(name, getattr(default, name)) for name in ("max_cfg_coef", "min_cfg_coef", "temperature", "top_p")]
 
 
 def check_params(duration: Any, cfg_max: Any, cfg_min: Any, temperature: Any, top_p: Any, seed: Any,
@@ -296,10 +310,10 @@ class Generator:
                 progress(0.0, desc=f"loading {model_name}")
             model = self.get_model(model_name)
             decoding_steps = parse_steps(steps, model.lm.num_codebooks)
-            model.set_generation_params(
+            model.update_generation_params(  # the model's recommendation, then the form's values
                 top_p=params["top_p"], temperature=params["temperature"], max_cfg_coef=params["max_cfg_coef"],
                 min_cfg_coef=params["min_cfg_coef"], decoding_steps=decoding_steps, duration=params["duration"],
-                fast=params["fast"], beat_lock=model.recommended_generation_params.get("beat_lock", 0.0))
+                fast=params["fast"])
 
             def on_step(step: int, total: int) -> None:
                 if progress is not None:
@@ -395,7 +409,7 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
     default = generator.default_model
     loaded = generator.loaded(default)
     window = loaded.max_duration if loaded is not None else (window_guess(default) or 10.0)
-    steps_default = ",".join(map(str, DEFAULT_STEPS[:loaded.lm.num_codebooks] if loaded else DEFAULT_STEPS))
+    steps_initial = steps_default(loaded)
 
     cfg_max_default, cfg_min_default, temperature_default, top_p_default = sampling_defaults(loaded)
 
@@ -440,7 +454,7 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
     def on_model_change(name: str):
         model = generator.loaded(name)
         new_window = model.max_duration if model is not None else window_guess(name)
-        steps = ",".join(map(str, DEFAULT_STEPS[:model.lm.num_codebooks])) if model is not None else gr.update()
+        steps = steps_default(model) if model is not None else gr.update()
         sampling = sampling_defaults(model) if model is not None else [gr.update()] * 4
         return (generator.describe(name),
                 gr.update(value=min(new_window, generator.max_duration)) if new_window else gr.update(), steps,
@@ -462,7 +476,7 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
                     duration = gr.Slider(0.5, generator.max_duration, value=min(window, generator.max_duration),
                                          step=0.5, label="Duration (s)", elem_id="duration",
                                          info="the model's window by default; longer slides the window")
-                    steps = gr.Textbox(steps_default, label="Decoding steps per codebook", elem_id="steps",
+                    steps = gr.Textbox(steps_initial, label="Decoding steps per codebook", elem_id="steps",
                                        info="fewer is faster (e.g. 10,5,5,5); audiocraft's default 20,10,10,10")
                     fast = gr.Checkbox(False, label="Fast mode", elem_id="fast",
                                        info="approximate, faster decoding: cached attention, CFG skipped near 1, "

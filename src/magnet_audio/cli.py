@@ -109,11 +109,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     # --hybrid-ar self: the model's own autoregressive view (a model trained with model.hybrid: true)
     hybrid_ar = load_ar(args.hybrid_ar) if args.hybrid_ar and args.hybrid_ar != SELF_AR else None
-    sampling = dict(model.recommended_generation_params)  # the model's own defaults, then the flags given
-    sampling.update(sampling_overrides(args))
-    sampling.setdefault("decoding_steps", [20, 10, 10, 10][:model.lm.num_codebooks])
-    model.set_generation_params(
-        use_sampling=not args.greedy, **sampling,
+    model.update_generation_params(  # the model's recommendation, then the flags given
+        use_sampling=not args.greedy, **sampling_overrides(args),
         span_arrangement=args.span_arrangement, span_scoring=args.span_scoring,
         rescorer=load_ar(args.rescorer) if args.rescorer else None, rescore_weight=args.rescore_weight,
         duration=args.duration, fast=args.fast, kv_cache_refresh=args.kv_cache_refresh,

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import Sequence
 
@@ -18,8 +19,7 @@ from tqdm import tqdm
 
 from .codec import load_compression_model
 from .codec.model import EncodecModel
-from .decoding import GenerationParams, generate_codes
-from .decoding.magnet import fast_options
+from .decoding import FastOptions, GenerationParams, default_decoding_steps, generate_codes
 from .decoding.ar import ARGenerationParams
 from .decoding.beats import beat_spans, prompt_tempi
 from .decoding.hybrid import check_pair, generate_hybrid_codes
@@ -30,6 +30,7 @@ from . import validation
 from .errors import CheckpointError, InputError
 from .lm.magnet import MagnetLM
 from .lm.musicgen import MusicGenLM
+from .lm.variants import half_dtype, inference_variant
 from .loaders import load_lm_model
 from .names import MAGNET_REPOS, resolve_default_model
 from .utils import resolve_device
@@ -45,10 +46,12 @@ class MAGNeT(BaseGenModel):
         self.max_duration = float(lm.cfg.segment_duration)  # one window of the LM
         self.duration = self.max_duration
         self.extend_stride = self.max_duration / 2
-        self.generation_params = GenerationParams()
+        self.generation_params = GenerationParams(decoding_steps=default_decoding_steps(lm.num_codebooks))
         self.rescorer: MusicGenLM | None = None
-        # set_generation_params options the model's config recommends (applied by get_pretrained)
+        # set_generation_params options the model's config recommends (see update_generation_params)
         self.recommended_generation_params: dict = {}
+        self._decoding_lm: MagnetLM = lm
+        self._variants: dict[tuple[bool, ...], MagnetLM] = {}  # (int8, half, compile) -> transformed copy of lm
 
     @staticmethod
     def get_pretrained(name: str | None = None, device: str | torch.device | None = None,
@@ -75,16 +78,31 @@ class MAGNeT(BaseGenModel):
         model = MAGNeT(str(name), codec, lm)
         recommended = (read_our_config(name, probe_hub=str(name) not in MAGNET_REPOS) or {}).get("generation")
         if recommended:
+            model.recommended_generation_params = dict(recommended)
             try:
-                model.set_generation_params(**recommended)
+                model.update_generation_params()
             except (TypeError, InputError) as exc:
                 raise CheckpointError(f"{name}: config.json has invalid generation options: {exc}") from exc
-            model.recommended_generation_params = dict(recommended)
         return model
+
+    @property
+    def decoding_lm(self) -> MagnetLM:
+        """The LM that decoding runs: :attr:`lm`, or the int8 / half-precision / compiled copy of it
+        that the generation params ask for (made once per set of transforms, from the weights at
+        the time of the first :meth:`set_generation_params` call that asks for it)."""
+        return self._decoding_lm
+
+    def update_generation_params(self, **overrides) -> None:
+        """Set the decoding options to the model's recommendation (its config.json's ``generation``:
+        :attr:`recommended_generation_params`), updated by ``overrides`` (:meth:`set_generation_params`
+        keywords; None values are left out, so unset command-line flags keep the recommendation).
+        Options in neither take :meth:`set_generation_params`' defaults."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        self.set_generation_params(**{**self.recommended_generation_params, **given})
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 0, top_p: float = 0.9,
                               temperature: float = 3.0, max_cfg_coef: float = 10.0, min_cfg_coef: float = 1.0,
-                              decoding_steps: Sequence[int] = (20, 10, 10, 10),
+                              decoding_steps: Sequence[int] | None = None,
                               span_arrangement: str = "nonoverlap", anneal_temp: bool = True,
                               span_scoring: str = "max", rescorer=None, rescore_weight: float = 0.5,
                               beat_lock: float = 0.0, duration: float | None = None, extend_stride: float | None = None,
@@ -94,6 +112,8 @@ class MAGNeT(BaseGenModel):
                               compile: bool | None = None) -> None:
         """Set the decoding options (see :class:`GenerationParams`); defaults are audiocraft's.
 
+        decoding_steps: steps per codebook; None: audiocraft's [20, 10, 10, 10]
+            (:func:`~magnet_audio.decoding.default_decoding_steps`).
         rescorer: an autoregressive model (a :class:`~magnet_audio.MusicGen` or its LM) sharing this
             model's codec, whose probabilities of the sampled tokens are mixed with MAGNeT's,
             ``(1 - rescore_weight) * p_MAGNeT + rescore_weight * p_rescorer``, to choose the spans
@@ -107,25 +127,28 @@ class MAGNeT(BaseGenModel):
         duration: seconds to generate (default: the model's window, ``max_duration``). Longer
             durations slide the window by ``extend_stride`` seconds (default half the window): each
             new window is prompted with the last ``max_duration - extend_stride`` seconds generated.
-        fast: start from the fast-mode preset (:func:`~magnet_audio.decoding.magnet.fast_options`:
+        fast: start from the fast-mode preset (:meth:`~magnet_audio.decoding.FastOptions.preset`:
             approximate self-attention cache refreshed every 5 steps, CFG skipped where its
             coefficient is within 0.1 of 1, the null-condition pass every 5 steps, int8 on CPU, half
             precision on GPU) instead of exact decoding. ``kv_cache_refresh``, ``cfg_skip_threshold``,
-            ``cfg_null_refresh``, ``int8``, ``half``, ``compile`` (see :class:`GenerationParams`)
-            override single options of either. See
-            docs/fast-inference.md for the trade-offs.
+            ``cfg_null_refresh``, ``int8``, ``half``, ``compile`` (see
+            :class:`~magnet_audio.decoding.FastOptions`) override single options of either. See
+            docs/fast-inference.md for the trade-offs. The int8 / half / compile copy of the LM
+            is made here (:attr:`decoding_lm`).
         """
-        options = fast_options(self.device) if fast else {}
+        fast_options = FastOptions.preset(self.device) if fast else FastOptions()
         overrides = {"kv_cache_refresh": kv_cache_refresh, "cfg_skip_threshold": cfg_skip_threshold,
                      "cfg_null_refresh": cfg_null_refresh, "int8": int8, "half": half, "compile": compile}
-        options.update({k: v for k, v in overrides.items() if v is not None})
+        fast_options = dataclasses.replace(fast_options, **{k: v for k, v in overrides.items() if v is not None})
+        if decoding_steps is None:
+            decoding_steps = default_decoding_steps(self.lm.num_codebooks)
         params = GenerationParams(
             use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
             max_cfg_coef=max_cfg_coef, min_cfg_coef=min_cfg_coef, decoding_steps=list(decoding_steps),
             span_arrangement=span_arrangement, anneal_temp=anneal_temp, span_scoring=span_scoring,
-            rescore_weight=rescore_weight, beat_lock=beat_lock, **options,
+            rescore_weight=rescore_weight, beat_lock=beat_lock, fast=fast_options,
         ).validate(self.lm.num_codebooks, card=self.lm.cfg.card)
-        if params.int8 and self.device.type != "cpu":
+        if params.fast.int8 and self.device.type != "cpu":
             raise InputError(f"int8 decoding runs on CPU only (the model is on {self.device.type})")
         duration = self.max_duration if duration is None else validation.duration(duration, "duration (seconds)")
         extend_stride = (self.max_duration / 2 if extend_stride is None
@@ -138,6 +161,16 @@ class MAGNeT(BaseGenModel):
             check_pair(rescorer, self.lm)
         self.generation_params, self.rescorer = params, rescorer
         self.duration, self.extend_stride = float(duration), float(extend_stride)
+        self._decoding_lm = self._transformed_lm(params.fast)
+
+    def _transformed_lm(self, fast: FastOptions) -> MagnetLM:
+        """:attr:`lm` with the model transforms of ``fast`` (int8 / half / compile), each set made once."""
+        key = tuple(fast.transforms.values())
+        if not any(key):
+            return self.lm
+        if key not in self._variants:
+            self._variants[key] = inference_variant(self.lm, **fast.transforms)
+        return self._variants[key]
 
     def generate_hybrid(self, descriptions: Sequence[str | None], ar_model=None, prefix_seconds: float = 3.0,
                         progress: bool = False, return_tokens: bool = False):
@@ -204,6 +237,9 @@ class MAGNeT(BaseGenModel):
         try:
             with torch.no_grad(), autocast:
                 memory = self.lm.encode_text(list(descriptions) + [None] * B)
+                lm, magnet_memory = self.decoding_lm, memory  # the LM with the transforms params.fast asks for
+                if params.fast.half:
+                    magnet_memory = memory.to(half_dtype(self.device))
                 rescorer = ARRescorer(self.rescorer, descriptions) if self.rescorer is not None else None
                 bpm = prompt_tempi(descriptions) if params.beat_lock > 0 else None
                 span_len = max(self.lm.cfg.span_len, 1)  # token-wise masking (span_len -1 or 1): frames
@@ -214,17 +250,17 @@ class MAGNeT(BaseGenModel):
                                                                spans).to(self.device)
 
                 if hybrid is None:
-                    codes = generate_codes(self.lm, memory, params, max_len, prompt=prompt, num_samples=B,
+                    codes = generate_codes(lm, magnet_memory, params, max_len, prompt=prompt, num_samples=B,
                                            callback=callback, rescorer=rescorer, tied=tied(max_len))
                 else:
                     ar_lm, ar_params, prefix_len = hybrid
                     ar_memory = (memory if ar_lm.condition_provider is self.lm.condition_provider  # own view
                                  else ar_lm.encode_text(list(descriptions) + [None] * B))
-                    codes = generate_hybrid_codes(ar_lm, ar_memory, ar_params, self.lm, memory, params, prefix_len,
+                    codes = generate_hybrid_codes(ar_lm, ar_memory, ar_params, lm, magnet_memory, params, prefix_len,
                                                   max_len, prompt=prompt, num_samples=B, callback=callback,
                                                   rescorer=rescorer, tied=tied(max_len))
                 for gen_len in later:  # long-form: the last `context` frames prompt the next window
-                    new = generate_codes(self.lm, memory, params, gen_len, prompt=codes[..., -context:],
+                    new = generate_codes(lm, magnet_memory, params, gen_len, prompt=codes[..., -context:],
                                          num_samples=B, callback=callback, rescorer=rescorer,
                                          tied=tied(gen_len, codes.shape[-1] - context))
                     codes = torch.cat([codes, new[..., context:]], dim=-1)

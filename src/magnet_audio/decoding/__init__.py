@@ -1,5 +1,6 @@
-"""Decoding: schedules, sampling, span masking and MAGNeT's iterative decoding loop."""
+"""Decoding: schedules, sampling, span masking, guidance and MAGNeT's iterative decoding loop."""
 
-from .magnet import GenerationParams, generate_codes
+from .magnet import generate_codes
+from .params import FastOptions, GenerationParams, default_decoding_steps
 
-__all__ = ["GenerationParams", "generate_codes"]
+__all__ = ["FastOptions", "GenerationParams", "default_decoding_steps", "generate_codes"]

@@ -20,8 +20,9 @@ def num_to_mask(rate: torch.Tensor | float, n: int) -> int:
     return max(int((torch.as_tensor(rate, dtype=torch.float32) * n).item()), 1)
 
 
-def cfg_coef(rate: torch.Tensor | float, max_coef: float, min_coef: float) -> float:
-    """CFG coefficient annealed with the mask rate: ``max_coef`` when all is masked, ``min_coef`` at the end."""
+def guidance_coef(rate: torch.Tensor | float, max_coef: float, min_coef: float) -> float:
+    """Classifier-free guidance coefficient annealed with the mask rate: ``max_coef`` when all is
+    masked, ``min_coef`` at the end."""
     rate = float(rate)
     return rate * max_coef + (1 - rate) * min_coef
 

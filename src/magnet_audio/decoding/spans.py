@@ -1,4 +1,5 @@
-"""Span arithmetic for MAGNeT decoding: chunk scores and least-probable overlapping spans."""
+"""Span arithmetic for MAGNeT decoding: chunk scores, the most uncertain chunks and the least-probable
+overlapping spans."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ def chunk_scores(token_probs: torch.Tensor, span_len: int, scoring: str = "max")
     if scoring == "prod":
         return (-torch.log(chunks)).sum(dim=-1)
     raise ValueError(f"span_scoring must be 'max' or 'prod', got {scoring!r}")
+
+
+def top_scores(scores: torch.Tensor, num: list[int]) -> torch.Tensor:
+    """Bool [B, U] marking each row's ``num[b]`` highest of ``scores`` [B, U] (ties as ``topk``)."""
+    top = scores.topk(max(num), dim=-1).indices
+    take = torch.arange(max(num), device=scores.device)[None, :] < torch.tensor(num, device=scores.device)[:, None]
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(1, top, take)
 
 
 def spans_mask(starts: torch.Tensor, length: int, span_len: int) -> torch.Tensor:

@@ -36,13 +36,13 @@ import statistics
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from ..decoding.magnet import FAST_OPTIONS
+from ..decoding import default_decoding_steps
 from ..errors import InputError
 
 PROMPTS = (
@@ -359,18 +359,16 @@ def run_generate_bench(*, model: str | None = None, random_size: str | None = No
     if duration is not None:
         magnet.duration = float(duration)  # the decoding length; positions are sinusoidal
     n_q = magnet.lm.num_codebooks
-    schedules = [list(s) for s in (steps or [[20, 10, 10, 10][:n_q]])]
+    schedules = [list(s) for s in (steps or [default_decoding_steps(n_q)])]
     rows: list[BenchRow] = []
     params_info = []
     fast_params: dict = {}
     for i, sched in enumerate(schedules):
         params_info.append(sched)
         for mode in (("exact", "fast") if i == 0 else ("fast",)) if compare else ("exact",):
-            magnet.set_generation_params(**{**magnet.recommended_generation_params, "decoding_steps": sched},
-                                         fast=mode == "fast")
+            magnet.update_generation_params(decoding_steps=sched, fast=mode == "fast")
             if mode == "fast" and i == 0:
-                fast_params = {k: v for k, v in magnet.generation_params.to_dict().items()
-                               if k in FAST_OPTIONS}
+                fast_params = asdict(magnet.generation_params.fast)
             name = ",".join(map(str, sched)) + (f" {mode}" if compare else "")
             rows += bench_model(label, name, magnet.generate, magnet.sample_rate, batches, runs, warmup, dev,
                                 progress)

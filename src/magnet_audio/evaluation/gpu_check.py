@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -196,7 +197,6 @@ def bench_size(size: str, out_dir: Path, batches: list[int], duration: float, st
     result (the ``bench generate --compare`` JSON format) is rewritten after every row."""
     from .bench import (BenchRow, _device_name, bench_model, compare_ratios, format_table, plot, random_magnet,
                         random_musicgen)
-    from ..decoding.magnet import FAST_OPTIONS
 
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +225,7 @@ def bench_size(size: str, out_dir: Path, batches: list[int], duration: float, st
                (label, f"{sched} fast", magnet_mode(True), magnet.sample_rate),
                (ar_label, "-", ar.generate, ar.sample_rate)]
     magnet.set_generation_params(decoding_steps=steps, fast=True)
-    fast_params = {k: v for k, v in magnet.generation_params.to_dict().items() if k in FAST_OPTIONS}
+    fast_params = asdict(magnet.generation_params.fast)
     result = {"benchmark": "generate", "phase": f"bench_{size}", "complete": False, "device": str(dev),
               "device_name": _device_name(dev), "torch": torch.__version__, "duration": duration, "batches": batches,
               "precision": ("float32 weights, torch.autocast float16 (fast mode: float16 weights)"

@@ -230,7 +230,7 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
 
     model = MAGNeT.get_pretrained(model_name, device=device, t5_path=t5_path)
     if params or fast:  # bad options fail here, before anything is written
-        model.set_generation_params(**{**model.recommended_generation_params, **(params or {}), "fast": fast})
+        model.update_generation_params(**(params or {}), fast=fast)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if seed is not None:

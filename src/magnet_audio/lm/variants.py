@@ -1,5 +1,6 @@
 """Inference variants of a language model for fast decoding: int8 dynamic quantisation (CPU), half
-precision, ``torch.compile``. Each is a copy made once and reused while the weights are unchanged.
+precision, ``torch.compile``. Each is a copy of the LM, made once by the model that decodes with it
+(``MAGNeT.set_generation_params``) from the weights of that moment.
 
 - **int8**: every ``nn.Linear`` (feed-forward, attention output, output heads, and the packed
   attention input projections, exposed as modules by
@@ -15,15 +16,11 @@ from __future__ import annotations
 
 import copy
 import warnings
-import weakref
 
 import torch
 from torch import nn
 
 from .transformer import TransformerLayer
-
-_VARIANTS: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[int, nn.Module]]]" = weakref.WeakKeyDictionary()
-
 
 def half_dtype(device: torch.device) -> torch.dtype:
     """float16 on accelerators, bfloat16 on CPU (where float16 matmuls are slow)."""
@@ -31,17 +28,10 @@ def half_dtype(device: torch.device) -> torch.dtype:
 
 
 def inference_variant(lm: nn.Module, int8: bool = False, half: bool = False, compile: bool = False) -> nn.Module:
-    """``lm`` itself when no option is set, else its (cached) transformed copy for decoding."""
+    """``lm`` itself when no option is set, else a transformed copy for decoding (``lm`` is untouched)."""
     if not (int8 or half or compile):
         return lm
-    key = (int8, half, compile)
-    version = sum(p._version for p in lm.parameters())  # in-place updates (training) invalidate
-    cached = _VARIANTS.setdefault(lm, {}).get(key)
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    variant = _build(lm, int8, half, compile)
-    _VARIANTS[lm][key] = (version, variant)
-    return variant
+    return _build(lm, int8, half, compile)
 
 
 def _build(lm: nn.Module, int8: bool, half: bool, compile: bool) -> nn.Module:
