@@ -465,6 +465,25 @@ def test_stage_weights_must_match_the_codebooks(trained_run, tmp_path):
         train(cfg)
 
 
+def test_max_minutes_stops_with_a_final_checkpoint_and_resume_finishes(trained_run, tmp_path):
+    """optim.max_minutes: once the budget is spent the update in progress is the last one (logged,
+    validated, checkpointed); --resume without a budget then trains on to optim.steps."""
+    run_dir, _, _ = trained_run
+    cache = str(run_dir / "tokens" / "train")
+    values = _config(tmp_path / "run", cache, None, optim={"steps": 12, "warmup": 2, "max_minutes": 1e-7},
+                     valid={"every": 0, "batches": 1}, checkpoint={"every": 100, "keep_last": 5})
+    final = train(from_dict(TrainConfig, values))
+    assert [step for step, _ in list_checkpoints(tmp_path / "run")] == [1]  # no update fits 6 microseconds
+    assert math.isfinite(final["ce"])  # the stop is validated like the end of a run
+    valid_steps = [int(row.split(",")[0]) for row in (tmp_path / "run" / "valid.csv").read_text().splitlines()[1:]]
+    assert valid_steps == [0, 1]
+    values["optim"]["max_minutes"] = None
+    train(from_dict(TrainConfig, values), resume=True)
+    assert [step for step, _ in list_checkpoints(tmp_path / "run")] == [1, 12]
+    with pytest.raises(InputError, match="optim.max_minutes must be > 0"):
+        from_dict(TrainConfig, {**values, "optim": {**values["optim"], "max_minutes": 0}})
+
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 

@@ -69,7 +69,12 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW, the learning-rate schedule, clipping and accumulation."""
+    """AdamW, the learning-rate schedule, clipping and accumulation.
+
+    max_minutes: a wall-clock budget for one invocation of the trainer: once it is spent, the update
+        in progress is the last one (final metrics, validation and checkpoint, as at ``steps``), so
+        ``--resume`` can continue the run later. None: train to ``steps``.
+    """
 
     lr: float = 5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
@@ -81,6 +86,7 @@ class OptimConfig:
     schedule: str = "cosine"
     warmup: int = 4000
     lr_min_ratio: float = 0.0
+    max_minutes: float | None = None
 
 
 @dataclass
@@ -190,6 +196,8 @@ class TrainConfig:
              "optim.betas must be two values in [0, 1)"),
             (self.optim.grad_accum >= 1, "optim.grad_accum must be >= 1"),
             (self.optim.steps >= 1, "optim.steps must be >= 1"),
+            (self.optim.max_minutes is None or self.optim.max_minutes > 0,
+             "optim.max_minutes must be > 0 (or null: no time limit)"),
             (self.optim.warmup >= 0, "optim.warmup must be >= 0"),
             (self.optim.schedule in ("cosine", "inverse_sqrt", "constant"),
              "optim.schedule must be cosine, inverse_sqrt or constant"),

@@ -565,6 +565,16 @@ class Trainer:
             self.ema.update(self.model)
         return grad_norm, tokens
 
+    def _out_of_time(self, started: float, budget_minutes: float) -> bool:
+        """Whether the wall-clock budget is spent; under DDP the ranks agree (any rank out of time
+        stops them all at the same update)."""
+        over = time.monotonic() - started >= 60.0 * budget_minutes
+        if self.info.distributed:
+            flag = torch.tensor([float(over)], device=self.info.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            over = bool(flag.item())
+        return over
+
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Loss on the validation batches with the EMA weights (if any); the same masks every time."""
@@ -594,9 +604,10 @@ class Trainer:
         self.objective.train(was_training)
 
     def run(self, resume: dict | None = None) -> dict[str, float]:
-        """Train to ``cfg.optim.steps`` (from ``resume``, a loaded checkpoint, if given); returns the
-        last validation metrics."""
+        """Train to ``cfg.optim.steps``, or until ``cfg.optim.max_minutes`` are spent (from ``resume``,
+        a loaded checkpoint, if given); returns the last validation metrics."""
         cfg, info = self.cfg, self.info
+        started = time.monotonic()  # optim.max_minutes counts from here (each invocation has its own budget)
         if resume is not None:
             self.load(resume)
         if info.is_main:
@@ -613,6 +624,7 @@ class Trainer:
                 self.log.write("valid", 0, last_valid)
                 logger.info("step 0 valid %s", _fmt(last_valid))
         tokens, seconds = 0, 0.0  # of the training steps alone (no validation, samples, checkpoints)
+        budget = getattr(cfg.optim, "max_minutes", None)
         try:
             while self.step < cfg.optim.steps:
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -621,6 +633,11 @@ class Trainer:
                 tokens, seconds = tokens + step_tokens, seconds + time.perf_counter() - start
                 bar.update(1)
                 last = self.step == cfg.optim.steps
+                if budget is not None and not last and self._out_of_time(started, budget):
+                    last = True
+                    if info.is_main:
+                        logger.info("optim.max_minutes (%g) spent at step %d of %d: stopping with a final "
+                                    "checkpoint (--resume continues the run)", budget, self.step, cfg.optim.steps)
                 if self.step % cfg.log.every == 0 or last:
                     metrics = averager.reduce(info)
                     metrics.update(lr=lr, grad_norm=grad_norm, tokens_per_s=tokens * info.world_size / seconds)
@@ -643,6 +660,8 @@ class Trainer:
                     path = self.save_checkpoint()
                     if path is not None:
                         logger.info("checkpoint %s", path)
+                if last:
+                    break
         finally:
             bar.close()
         return last_valid
