@@ -578,6 +578,21 @@ def test_two_processes_gloo(trained_run, tmp_path, spawn):
     assert "2 process(es)" in out and "[rank 1]" not in out  # rank 1 logs warnings only
 
 
+def test_max_minutes_under_two_processes_stops_both_at_the_same_update(trained_run, tmp_path, spawn):
+    run_dir, _, _ = trained_run
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path / "ddp", str(run_dir / "tokens" / "train"), None,
+                                             optim={"steps": 20, "max_minutes": 1e-7},
+                                             checkpoint={"every": 10, "keep_last": 2}, valid={"every": 0})))
+    proc = spawn([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                  "-m", "magnet_audio.train", str(config)])
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out  # a rank that went on alone would hang in its next collective
+    checkpoints = list_checkpoints(tmp_path / "ddp")
+    assert [step for step, _ in checkpoints] == [1] and load_checkpoint(checkpoints[0][1])["world_size"] == 2
+    assert "optim.max_minutes (1e-07) spent at step 1 of 20" in out
+
+
 def test_bench_train_smoke():
     from magnet_audio.training.bench import format_result, run_train_bench
 
