@@ -225,6 +225,10 @@ def run_train(argv: list[str]) -> int:
     try:
         cfg = load_config(args.config, overrides)
         meta = load_meta(args.cache)
+        lm_bytes = 2 * count_lm_params(cfg, meta)
+        if lm_bytes > RETURN_BYTES - 2 * 2 ** 20:
+            fail(f"the LM's float16 weights would take {lm_bytes / 2 ** 20:.0f} MiB: more than may come back from "
+                 "the lent machine (64 MiB in all); choose a smaller model.dim / model.num_layers")
         calibration = None
         if args.steps is None and not args.toy:
             calibration = calibrate(cfg, meta, args.minutes)
@@ -237,10 +241,6 @@ def run_train(argv: list[str]) -> int:
             overrides.append(f"optim.warmup={max(1, cfg.optim.steps // 10)}")
             cfg = load_config(args.config, overrides)
         summary.update(calibration=calibration, overrides=overrides)
-        lm_bytes = 2 * count_lm_params(cfg, meta)
-        if lm_bytes > RETURN_BYTES - 2 * 2 ** 20:
-            fail(f"the LM's float16 weights would take {lm_bytes / 2 ** 20:.0f} MiB: more than may come back from "
-                 "the lent machine (64 MiB in all); choose a smaller model.dim / model.num_layers")
 
         start = time.perf_counter()
         final_valid = train(cfg)
@@ -257,51 +257,55 @@ def run_train(argv: list[str]) -> int:
                        "--generation", json.dumps(args.generation)]) != 0:
             fail("magnet export failed (see above)")
         (model_dir / "state_dict.bin").unlink(missing_ok=True)  # ours alone (model.safetensors), as the CPU recipe
+        # what comes back, first the model (so that it comes back even if what follows fails or runs out of time)
+        model_out = out / "model"
+        model_out.mkdir(parents=True, exist_ok=True)
+        config = json.loads((model_dir / "config.json").read_text())
+        config["training"]["checkpoint"] = Path(config["training"]["checkpoint"]).name  # no path of that machine
+        (model_out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        shards = lm_shards(model_dir, model_out)
+        logger.info("wrote the float16 LM to %s (%d shard(s))", model_out, len(shards))
         lm_cfg = json.loads((model_dir / "config.json").read_text())["lm"]
         summary["model"] = {k: lm_cfg[k] for k in ("dim", "num_heads", "num_layers", "positional_embedding")
                             if k in lm_cfg}
         summary["model"]["text"] = lm_cfg["conditioner"]["model"]
 
-        # quick evaluation: what needs no package beyond the training's
-        model = MAGNeT.get_pretrained(str(model_dir), device=device)
-        if args.toy:
-            model.set_generation_params(**args.generation, decoding_steps=[2, 1, 1, 1])
-        lm_params = sum(p.numel() for p in model.lm.parameters())
-        summary["model"]["params"] = lm_params
-        prompts, real_stats = heldout_prompts(args.heldout, 1 if args.toy else args.prompts)
-        prompts.append(QUICKSTART)
-        torch.manual_seed(args.seed)
-        start = time.perf_counter()
-        wav, codes = model.generate(prompts, return_tokens=True)
-        gen_seconds = time.perf_counter() - start
-        samples = work / "report" / "samples"
-        samples.mkdir(parents=True, exist_ok=True)
-        clips = []
-        for i, (prompt, audio, clip_codes) in enumerate(zip(prompts, wav, codes)):
-            path = audio_write(samples / f"{i:02d}_{slugify(prompt)}", audio.float().cpu(), model.sample_rate,
-                               strategy="loudness", loudness_compressor=True)
-            clips.append({"prompt": prompt, "file": f"samples/{path.name}", **token_stats(clip_codes.cpu())})
-        generated = mean_stats(clips)
-        summary["eval"] = {
-            "generation_seconds": round(gen_seconds, 2), "clips": clips, "generated": generated,
-            "real_heldout": mean_stats(real_stats), "real_heldout_clips": len(real_stats),
-            "seed": args.seed, "generation": args.generation,
-            "note": "token statistics of the first codebook per clip (distinct tokens, share of the most common "
-                    "one); the audio metrics (magnet eval: adherence, FAD, musicality) need packages the GPU "
-                    "machine lacks: run them on the returned clips (docs/training.md)"}
-        logger.info("generated %d clips in %.1f s: first-codebook distinct tokens %s / top share %s (real held-out "
-                    "%s)", len(clips), gen_seconds, generated.get("distinct_tokens"),
-                    generated.get("top_token_share"), summary["eval"]["real_heldout"] or "n/a")
+        try:  # quick evaluation: what needs no package beyond the training's; a failure here is reported
+            model = MAGNeT.get_pretrained(str(model_dir), device=device)
+            if args.toy:
+                model.set_generation_params(**args.generation, decoding_steps=[2, 1, 1, 1])
+            lm_params = sum(p.numel() for p in model.lm.parameters())
+            summary["model"]["params"] = lm_params
+            prompts, real_stats = heldout_prompts(args.heldout, 1 if args.toy else args.prompts)
+            prompts.append(QUICKSTART)
+            torch.manual_seed(args.seed)
+            start = time.perf_counter()
+            wav, codes = model.generate(prompts, return_tokens=True)
+            gen_seconds = time.perf_counter() - start
+            samples = work / "report" / "samples"
+            samples.mkdir(parents=True, exist_ok=True)
+            clips = []
+            for i, (prompt, audio, clip_codes) in enumerate(zip(prompts, wav, codes)):
+                path = audio_write(samples / f"{i:02d}_{slugify(prompt)}", audio.float().cpu(), model.sample_rate,
+                                   strategy="loudness", loudness_compressor=True)
+                clips.append({"prompt": prompt, "file": f"samples/{path.name}", **token_stats(clip_codes.cpu())})
+            generated = mean_stats(clips)
+            summary["eval"] = {
+                "generation_seconds": round(gen_seconds, 2), "clips": clips, "generated": generated,
+                "real_heldout": mean_stats(real_stats), "real_heldout_clips": len(real_stats),
+                "seed": args.seed, "generation": args.generation,
+                "note": "token statistics of the first codebook per clip (distinct tokens, share of the most common "
+                        "one); the audio metrics (magnet eval: adherence, FAD, musicality) need packages the GPU "
+                        "machine lacks: run them on the returned clips (docs/training.md)"}
+            logger.info("generated %d clips in %.1f s: first-codebook distinct tokens %s / top share %s (real held-out "
+                        "%s)", len(clips), gen_seconds, generated.get("distinct_tokens"),
+                        generated.get("top_token_share"), summary["eval"]["real_heldout"] or "n/a")
+        except Exception as exc:  # the model is back already: report the failure and go on
+            logger.exception("quick evaluation failed")
+            summary["eval"] = {"error": f"{type(exc).__name__}: {exc}"}
     except MagnetError as exc:
         fail(str(exc))
 
-    # what comes back
-    model_out = out / "model"
-    model_out.mkdir(parents=True, exist_ok=True)
-    config = json.loads((model_dir / "config.json").read_text())
-    config["training"]["checkpoint"] = Path(config["training"]["checkpoint"]).name  # no path of that machine
-    (model_out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    shards = lm_shards(model_dir, model_out)
     summary["seconds_total"] = round(time.perf_counter() - t0, 1)
     report = work / "report"
     (report / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -315,7 +319,8 @@ def run_train(argv: list[str]) -> int:
     returned = [model_out / "config.json", *shards, out / "report.tar.gz"]
     total = sum(p.stat().st_size for p in returned)
     print(json.dumps({k: summary[k] for k in ("model", "training")} | {"eval": {
-        k: summary["eval"][k] for k in ("generated", "real_heldout", "generation_seconds")}}, indent=2))
+        k: v for k, v in summary["eval"].items() if k in ("generated", "real_heldout", "generation_seconds", "error")}},
+        indent=2))
     print(f"wrote {len(returned)} files, {total / 2 ** 20:.1f} MiB, under {out} in {summary['seconds_total']:.0f} s "
           f"(work folder {work}); here: python scripts/gpu_train_default.py assemble OUT DEST")
     if len(shards) > MAX_SHARDS or total > RETURN_BYTES or any(p.stat().st_size > 16 * 2 ** 20 for p in returned):

@@ -9,13 +9,16 @@
 #   python scripts/gpu_train_default.py assemble OUT exported/gpu     # back here: a loadable model
 #
 # Options (--minutes 6, --text lut|sentence, --steps, --prompts, KEY=VALUE overrides): --help.
-# Environment: PYTHON (default python3), WHEELS (default .gpu/wheels). Prepare the inputs with
+# Environment: PYTHON (default python3), WHEELS (default .gpu/wheels); .gpu/caches.tar.gz, if there and
+# .gpu/cache is not, is unpacked into .gpu/ (run from the repository root). Prepare the inputs with
 # scripts/gpu_prepare.sh; docs/training.md, "Training the default model on a GPU", has the procedure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"   # paths given stay relative to the caller's folder
 PY="${PYTHON:-python3}"
 WHEELS="${WHEELS:-.gpu/wheels}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+# the caches travel compressed (scripts/gpu_prepare.sh): unpack them where the command line expects them
+if [ -f .gpu/caches.tar.gz ] && [ ! -d .gpu/cache ]; then tar xzf .gpu/caches.tar.gz -C .gpu; fi
 if ! "$PY" -c "import soundfile, soxr" 2>/dev/null; then
   if compgen -G "$WHEELS/*.whl" >/dev/null; then
     site="$(mktemp -d /tmp/magnet-site.XXXXXX)"
