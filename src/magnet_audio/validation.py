@@ -321,7 +321,8 @@ def generation_options(options: Any, lm_cfg, what: str = "generation options") -
     if "rescorer" in options:
         raise InputError(f"{what}: 'rescorer' is a model, not an option a config can store")
     lm = SimpleNamespace(num_codebooks=lm_cfg.n_q, cfg=lm_cfg)
-    stub = SimpleNamespace(device=torch.device("cpu"), lm=lm, max_duration=float(lm_cfg.segment_duration))
+    stub = SimpleNamespace(device=torch.device("cpu"), lm=lm, max_duration=float(lm_cfg.segment_duration),
+                           _transformed_lm=lambda fast: None)  # checking options transforms no model
     try:
         MAGNeT.set_generation_params(stub, **options)
     except TypeError as exc:
