@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from magnet_audio import MAGNeT
-from magnet_audio.cli import build_parser, sampling_overrides
+from magnet_audio.cli import build_parser
+from magnet_audio.cli_options import sampling_overrides
 from magnet_audio.conditioning.tempo import tempo_from_text
 from magnet_audio.decoding import GenerationParams, generate_codes
 from magnet_audio.decoding.ar import ARGenerationParams, generate_ar

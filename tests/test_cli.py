@@ -6,7 +6,9 @@ import sys
 import pytest
 import soundfile as sf
 
-from magnet_audio.cli import build_parser, main, sampling_overrides, slugify
+from magnet_audio.cli import build_parser, main
+from magnet_audio.cli_options import sampling_overrides
+from magnet_audio.utils import slugify
 
 
 def test_generate_writes_a_playable_wav(tmp_path, fixture_dir, capsys):

@@ -17,11 +17,11 @@ import yaml
 from magnet_audio import MAGNeT, load_compression_model
 from magnet_audio.cli import main as cli_main
 from magnet_audio.conditioning import ConditionerConfig
-from magnet_audio.decoding.ar import (ARGenerationParams, build_delay_pattern, code_probabilities, generate_ar,
-                                      generate_ar_reference)
+from magnet_audio.decoding.ar import ARGenerationParams, code_probabilities, generate_ar, generate_ar_reference
 from magnet_audio.errors import InputError
 from magnet_audio.lm import MagnetLM, MagnetLMConfig
 from magnet_audio.lm.musicgen import MusicGenLM
+from magnet_audio.lm.patterns import build_delay_pattern
 from magnet_audio.training.config import TrainConfig, from_dict, load_config
 from magnet_audio.training.objectives import (MagnetObjective, hybrid_prefix_lengths, prefix_span_mask,
                                               span_mask)

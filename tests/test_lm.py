@@ -11,7 +11,7 @@ from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.errors import CheckpointError
 from magnet_audio.lm import MagnetLM, MagnetLMConfig
 from magnet_audio.lm.transformer import MultiheadAttention, apply_rope, rope_rotation, sin_embedding
-from magnet_audio.loaders import load_lm_model
+from magnet_audio.lm.loading import load_lm_model
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import yaml
 from magnet_audio import MusicGen
 from magnet_audio.checkpoints import load_export
 from magnet_audio.conditioning import ConditionerConfig
-from magnet_audio.decoding.ar import (ARGenerationParams, build_delay_pattern, code_probabilities,
-                                      delay_valid_mask, generate_ar, generate_ar_reference, revert_delay_logits,
-                                      revert_delay_pattern)
+from magnet_audio.decoding.ar import ARGenerationParams, code_probabilities, generate_ar, generate_ar_reference
 from magnet_audio.errors import CheckpointError, InputError
-from magnet_audio.lm.musicgen import MusicGenLM, MusicGenLMConfig, load_musicgen_lm
+from magnet_audio.lm.loading import load_musicgen_lm
+from magnet_audio.lm.musicgen import MusicGenLM, MusicGenLMConfig
+from magnet_audio.lm.patterns import build_delay_pattern, delay_valid_mask, revert_delay_logits, revert_delay_pattern
 from magnet_audio.lm.transformer import causal_mask
 
 S = 99  # the special token in the hand-computed examples

@@ -5,7 +5,6 @@ from .codec import load_compression_model
 from .errors import CheckpointError, InputError, MagnetError
 from .models import MAGNeT
 from .musicgen import MusicGen
-
-__version__ = "0.1.0"
+from .version import __version__
 __all__ = ["MAGNeT", "MusicGen", "audio_write", "audio_read", "load_compression_model", "MagnetError",
            "CheckpointError", "InputError"]

@@ -41,6 +41,7 @@ import numpy as np
 from .decoding import GenerationParams, default_decoding_steps
 from .errors import InputError, MagnetError
 from .names import MAGNET_REPOS, bundled_models, default_model_name
+from .utils import slugify
 
 log = logging.getLogger("magnet_audio.app")
 
@@ -297,7 +298,6 @@ class Generator:
         import torch
 
         from .audio import audio_write
-        from .cli import slugify
 
         prompts = parse_prompts(prompts_text, self.max_prompts)
         params = check_params(duration, cfg_max, cfg_min, temperature, top_p, seed, self.max_duration, fast)

@@ -3,68 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 from pathlib import Path
 
-from .errors import InputError, MagnetError
+from .cli_options import add_sampling_arguments, run_command, sampling_overrides
+from .errors import InputError
+from .utils import slugify
+from .validation import one_line
 
 SELF_AR = "self"  # --hybrid-ar value: the MAGNeT model's own autoregressive view
-
-
-def int_list(text: str) -> list[int]:
-    """argparse type: comma-separated integers (at least one), e.g. ``20,10,10,10``."""
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
-
-def cfg_pair(text: str) -> tuple[float, float]:
-    """argparse type: ``MAX[,MIN]`` classifier-free guidance coefficients (MIN defaults to 1)."""
-    try:
-        values = [float(x) for x in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"expected MAX[,MIN] CFG coefficients, got {text!r}")
-    return (values[0], values[-1] if len(values) == 2 else 1.0)
-
-
-def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    """The decoding flags shared by ``magnet generate`` and ``magnet eval``: --steps, --cfg, --temperature,
-    --top-p, --top-k, --beat-lock. Each defaults to the model's recommendation (read back by
-    :func:`sampling_overrides`)."""
-    parser.add_argument("--steps", type=int_list, default=None, help="decoding steps per codebook, e.g. 20,10,10,10")
-    parser.add_argument("--cfg", type=cfg_pair, default=None,
-                        help="max,min classifier-free guidance (default: the model's recommendation, else 10,1)")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="initial sampling temperature, annealed (default: the model's recommendation, else 3.0)")
-    parser.add_argument("--top-p", type=float, default=None,
-                        help="nucleus sampling mass, 0 disables (default: the model's recommendation, else 0.9)")
-    parser.add_argument("--top-k", type=int, default=None, help="top-k sampling, used when top-p is 0 (default: 0)")
-    parser.add_argument("--beat-lock", type=float, default=None, metavar="SECONDS",
-                        help="the first SECONDS of every beat of the tempo the prompt names ('120 bpm', 'slow') "
-                             "share their tokens, 0 disables (default: the model's recommendation, else 0)")
-
-
-def sampling_overrides(args: argparse.Namespace) -> dict:
-    """The decoding options given with :func:`add_sampling_arguments`' flags, as ``set_generation_params``
-    keywords; flags left out are absent, so the model's recommendation applies."""
-    given = {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
-             "max_cfg_coef": args.cfg[0] if args.cfg else None, "min_cfg_coef": args.cfg[1] if args.cfg else None,
-             "decoding_steps": args.steps, "beat_lock": args.beat_lock}
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def slugify(text: str, max_len: int = 40) -> str:
-    """A file-name-safe stem from a prompt."""
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return slug[:max_len].rstrip("_") or "audio"
 
 
 def _check_writable(directory: Path) -> None:
@@ -142,7 +90,6 @@ class OneLineErrorParser(argparse.ArgumentParser):
     usage stays in ``--help``. Subparsers inherit the class."""
 
     def error(self, message: str):
-        from .validation import one_line
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
@@ -231,21 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        from .validation import cli_args
-        cli_args(args)  # devices, seeds, numbers and outputs every subcommand shares
-        args.func(args)
-    except MagnetError as exc:
-        from .validation import one_line
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
-
+    return run_command(build_parser(), argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ from .codec.model import EncodecModel
 from .checkpoints import read_our_config
 from .names import resolve_bundled
 from .errors import CheckpointError, InputError
-from .loaders import CODEC_FILENAME
+from .lm.loading import CODEC_FILENAME
 from .validation import finite_tensor
 
 

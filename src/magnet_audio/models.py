@@ -30,8 +30,8 @@ from . import validation
 from .errors import CheckpointError, InputError
 from .lm.magnet import MagnetLM
 from .lm.musicgen import MusicGenLM
+from .lm.loading import load_lm_model
 from .lm.variants import half_dtype, inference_variant
-from .loaders import load_lm_model
 from .names import MAGNET_REPOS, resolve_default_model
 from .utils import resolve_device
 

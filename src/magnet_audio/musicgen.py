@@ -26,7 +26,8 @@ from .codec.model import EncodecModel
 from .decoding.ar import ARGenerationParams, generate_ar
 from . import validation
 from .errors import InputError
-from .lm.musicgen import MusicGenLM, load_musicgen_lm
+from .lm.loading import load_musicgen_lm
+from .lm.musicgen import MusicGenLM
 from .genmodel import BaseGenModel, check_descriptions, codec_source
 from .names import MUSICGEN_REPOS
 from .utils import resolve_device

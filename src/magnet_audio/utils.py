@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -38,3 +39,9 @@ def default_device() -> torch.device:
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     return default_device() if device is None else torch.device(device)
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    """A file-name-safe stem from a prompt."""
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return slug[:max_len].rstrip("_") or "audio"

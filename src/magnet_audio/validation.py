@@ -211,23 +211,6 @@ def lm_architecture(cfg, what: str = "LM config") -> None:
                 raise InputError(f"{what}: conditioner.{name} must be a string, got {_show(getattr(cond, name))}")
 
 
-def text_encoder(cond, what: str = "config.json") -> None:
-    """Refuse a text encoder that a model folder names but that is not one of the known ones: a
-    ``config.json`` must not make the loader fetch and run an arbitrary hub repository. Set
-    ``MAGNET_ALLOW_ANY_TEXT_ENCODER=1`` to load such a model anyway (or pass ``t5_path``)."""
-    if os.environ.get("MAGNET_ALLOW_ANY_TEXT_ENCODER", "").strip().lower() in ("1", "true", "yes", "on"):
-        return
-    from .conditioning.sentence import SENTENCE_DIMS
-    from .conditioning.t5 import T5_DIMS
-
-    known = {"t5": set(T5_DIMS) | {f"google-t5/{n}" for n in T5_DIMS}, "sentence": set(SENTENCE_DIMS)}
-    if cond.model not in known or cond.name is None:
-        return
-    if cond.name not in known[cond.model]:
-        raise InputError(f"{what} names the text encoder {cond.name!r}, which is not a known {cond.model} model "
-                         f"({', '.join(sorted(known[cond.model]))}); set MAGNET_ALLOW_ANY_TEXT_ENCODER=1 to load it")
-
-
 # ----------------------------------------------------------------------------------- the CLI
 
 #: (command, attribute) -> what the attribute names: "dir" an output folder, "file" an output file.
@@ -302,31 +285,3 @@ def cli_args(args) -> None:
     for (cmd, name), (kind, label) in CLI_OUTPUTS.items():
         if cmd == command and get(name) is not None:
             writable_target(get(name), label, kind)
-
-
-def generation_options(options: Any, lm_cfg, what: str = "generation options") -> dict:
-    """Check a model's recommended ``set_generation_params`` options (``magnet export --generation``,
-    ``config.json``'s ``generation``) with the very checks ``MAGNeT.set_generation_params`` runs,
-    for an LM of config ``lm_cfg``, without building the model. Returns the options."""
-    from types import SimpleNamespace
-
-    import torch
-
-    from .models import MAGNeT
-
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise InputError(f"{what} must be a JSON object of set_generation_params options, got {_show(options)}")
-    if "rescorer" in options:
-        raise InputError(f"{what}: 'rescorer' is a model, not an option a config can store")
-    lm = SimpleNamespace(num_codebooks=lm_cfg.n_q, cfg=lm_cfg)
-    stub = SimpleNamespace(device=torch.device("cpu"), lm=lm, max_duration=float(lm_cfg.segment_duration),
-                           _transformed_lm=lambda fast: None)  # checking options transforms no model
-    try:
-        MAGNeT.set_generation_params(stub, **options)
-    except TypeError as exc:
-        raise InputError(f"{what}: {one_line(exc).replace('set_generation_params() ', '')}") from None
-    except InputError as exc:
-        raise InputError(f"{what}: {exc}") from None
-    return dict(options)

@@ -35,6 +35,7 @@ from ..checkpoints import OUR_FORMAT, load_our_weights, looks_like_hub_id, parse
 from ..names import resolve_bundled
 from ..errors import CheckpointError, InputError
 from ..utils import resolve_device, write_atomic
+from ..version import __version__
 from .model import EncodecConfig, EncodecModel
 from .spectral import CODEC_TYPE as SPECTRAL, SpectralCodec, SpectralCodecConfig
 
@@ -95,8 +96,6 @@ def load_compression_model(name_or_path: str | os.PathLike, device: str | torch.
 def save_audiocraft_export(model: EncodecModel, path: str | os.PathLike) -> Path:
     """Write ``model`` as an audiocraft export ``{'best_state', 'xp.cfg', 'version', 'exported'}``
     (weights in float32 on CPU, config from :func:`config_to_xp_cfg`). Returns the path."""
-    from .. import __version__
-
     if not isinstance(model, EncodecModel):
         raise InputError(f"audiocraft's format holds EnCodec models only, not a {type(model).__name__}: "
                          "use save_our_codec")
@@ -113,8 +112,6 @@ def save_our_codec(model: EncodecModel | SpectralCodec, out_dir: str | os.PathLi
     """Write ``model`` in our format: ``out_dir/config.json`` (its config as the ``codec`` section) and
     ``out_dir/model.safetensors`` (float32 ``codec.`` tensors), each replaced atomically. Returns ``out_dir``."""
     from safetensors.torch import save_file
-
-    from .. import __version__
 
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)

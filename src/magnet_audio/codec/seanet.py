@@ -12,29 +12,12 @@ to the convolutions, and keeps the audiocraft parameters trainable and exportabl
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:
-    from .model import EncodecConfig
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "ELU": nn.ELU, "LeakyReLU": nn.LeakyReLU, "ReLU": nn.ReLU, "GELU": nn.GELU, "SiLU": nn.SiLU, "Tanh": nn.Tanh,
-}
-PAD_MODES = ("constant", "reflect", "replicate")
-
-
-def make_activation(name: str, params: dict | None) -> nn.Module:
-    """An activation from :data:`ACTIVATIONS` built with ``params`` (e.g. ``{'alpha': 1.0}`` for ELU)."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unsupported activation {name!r}; supported: {sorted(ACTIVATIONS)}")
-    try:
-        return ACTIVATIONS[name](**(params or {}))
-    except TypeError as exc:
-        raise ValueError(f"bad parameters {params!r} for activation {name}: {exc}") from exc
+from .config import EncodecConfig, make_activation
 
 
 def pad1d(x: torch.Tensor, left: int, right: int, mode: str) -> torch.Tensor:

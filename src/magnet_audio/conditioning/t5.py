@@ -13,7 +13,6 @@ from .base import FrozenEncoderConditioner
 
 # audiocraft names T5 models by their short names; the hub keeps them under google-t5/.
 HUB_IDS = {f"t5-{s}": f"google-t5/t5-{s}" for s in ("small", "base", "large", "3b", "11b")}
-T5_DIMS = {"t5-small": 512, "t5-base": 768, "t5-large": 1024, "t5-3b": 1024, "t5-11b": 1024}
 
 
 class T5Conditioner(FrozenEncoderConditioner):

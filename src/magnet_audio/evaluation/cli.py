@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import add_sampling_arguments, int_list, sampling_overrides
+from ..cli_options import add_sampling_arguments, int_list, run_command, sampling_overrides
 from ..errors import InputError
 from ..names import default_model_name
 
@@ -190,16 +190,7 @@ def _standalone_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import MagnetError
-
-    args = _standalone_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except MagnetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
+    return run_command(_standalone_parser(), argv)
 
 if __name__ == "__main__":
     sys.exit(main())

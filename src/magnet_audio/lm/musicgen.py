@@ -9,7 +9,6 @@ step. Parameter names are audiocraft's ``LMModel`` names (``emb``, ``transformer
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import torch
@@ -162,12 +161,3 @@ class MusicGenLM(CodesLM):
         """sequence [B, K, S], memory [B, L, D] -> logits [B, K, S, card]; step s predicts step s + 1."""
         h = self.hidden(sequence, memory, cross_kv, cache)
         return torch.stack([lin(h) for lin in self.linears], dim=1)
-
-
-def load_musicgen_lm(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
-                     t5_path: str | os.PathLike | None = None, frame_rate: int = 50,
-                     dtype: torch.dtype = torch.float32) -> MusicGenLM:
-    """Load a MusicGen LM from ``state_dict.bin`` (a file, a directory holding it, or a hub repo id)."""
-    from ..loaders import load_lm
-
-    return load_lm(name_or_path, MusicGenLMConfig, MusicGenLM, device, t5_path, frame_rate, dtype)

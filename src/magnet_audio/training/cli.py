@@ -8,19 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import sys
 
+from ..cli_options import setup_logging
 from ..errors import InputError
-
-
-def setup_logging() -> None:
-    """INFO messages on rank 0 (stderr), warnings only on the other ranks."""
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s [rank {rank}] %(message)s" if rank else "%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
 
 
 def cmd_train(args: argparse.Namespace) -> None:

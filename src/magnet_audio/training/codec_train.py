@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..cli_options import run_command, setup_logging
 from ..errors import CheckpointError, InputError
 from .codec_objective import CodecLossConfig, CodecObjective, spectral_reconstruction
 from .config import CheckpointConfig, DistributedConfig, EMAConfig, LogConfig, OptimConfig, ValidConfig, \
@@ -452,8 +453,6 @@ def export_codec(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_
 
 
 def cmd_train_codec(args: argparse.Namespace) -> None:
-    from .cli import setup_logging
-
     setup_logging()
     cfg = load_codec_config(args.config, args.overrides)
     metrics = train_codec(cfg, resume=args.resume)
@@ -483,6 +482,6 @@ def add_subcommands(subparsers) -> None:
 
 
 if __name__ == "__main__":  # torchrun --nproc_per_node N -m magnet_audio.training.codec_train CONFIG ...
-    from ..cli import main
-
-    sys.exit(main(["train-codec", *sys.argv[1:]]))
+    _parser = argparse.ArgumentParser(prog="python -m magnet_audio.training.codec_train")
+    add_subcommands(_parser.add_subparsers(dest="command", required=True))
+    sys.exit(run_command(_parser, ["train-codec", *sys.argv[1:]]))

@@ -31,7 +31,8 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from types import SimpleNamespace
+from typing import Any, Callable
 
 import torch
 import yaml
@@ -39,9 +40,12 @@ import yaml
 from ..checkpoints import OUR_CONFIG as CONFIG_FILE, OUR_FORMAT as FORMAT, OUR_WEIGHTS as SAFETENSORS_FILE
 from ..errors import CheckpointError, InputError
 from ..lm.base import audiocraft_blockers, audiocraft_caveats, to_audiocraft_state
+from ..lm.loading import CODEC_FILENAME, LM_FILENAME
 from ..lm.magnet import MagnetLM, MagnetLMConfig
-from ..loaders import CODEC_FILENAME, LM_FILENAME
+from ..models import MAGNeT
 from ..utils import write_atomic
+from ..validation import _show, one_line, writable_target
+from ..version import __version__
 from .trainer import list_checkpoints, load_checkpoint
 
 
@@ -87,7 +91,6 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     Returns ``out_dir``.
     """
     from ..codec import load_compression_model
-    from ..validation import generation_options, writable_target
 
     writable_target(out_dir, "export folder")
     path = find_checkpoint(checkpoint)
@@ -99,7 +102,7 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     if meta.get("kind") != "magnet":
         raise CheckpointError(f"{path} is not a MAGNeT LM training checkpoint (kind {meta.get('kind')!r})")
     lm_cfg = MagnetLMConfig.from_dict(meta["lm_config"])
-    generation = generation_options(generation, lm_cfg, "--generation")  # before anything is written
+    generation = check_generation_options(generation, lm_cfg, "--generation")  # before anything is written
     weights = checkpoint_weights(ckpt, use_ema)
     lm = MagnetLM(lm_cfg)
     try:
@@ -159,7 +162,6 @@ def _write_audiocraft_form(out: Path, state: dict[str, torch.Tensor], lm_cfg: Ma
                            notice: Callable[[str], None]) -> None:
     """``state_dict.bin`` and ``compression_state_dict.bin`` when audiocraft can load them, with a
     notice for each way the export falls short of an audiocraft model (see the module docstring)."""
-    from .. import __version__
     from ..codec import EncodecModel, save_audiocraft_export
 
     blockers = audiocraft_blockers(lm_cfg)
@@ -181,3 +183,25 @@ def _write_audiocraft_form(out: Path, state: dict[str, torch.Tensor], lm_cfg: Ma
                    "(state_dict.bin holds the LM alone, for audiocraft's load_lm_model_magnet)")
         for caveat in audiocraft_caveats(lm_cfg):
             notice(f"audiocraft loads this model, but {caveat}")
+
+
+def check_generation_options(options: Any, lm_cfg, what: str = "generation options") -> dict:
+    """Check a model's recommended ``set_generation_params`` options (``magnet export --generation``,
+    ``config.json``'s ``generation``) with the very checks ``MAGNeT.set_generation_params`` runs,
+    for an LM of config ``lm_cfg``, without building the model. Returns the options."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise InputError(f"{what} must be a JSON object of set_generation_params options, got {_show(options)}")
+    if "rescorer" in options:
+        raise InputError(f"{what}: 'rescorer' is a model, not an option a config can store")
+    lm = SimpleNamespace(num_codebooks=lm_cfg.n_q, cfg=lm_cfg)
+    stub = SimpleNamespace(device=torch.device("cpu"), lm=lm, max_duration=float(lm_cfg.segment_duration),
+                           _transformed_lm=lambda fast: None)  # checking options transforms no model
+    try:
+        MAGNeT.set_generation_params(stub, **options)
+    except TypeError as exc:
+        raise InputError(f"{what}: {one_line(exc).replace('set_generation_params() ', '')}") from None
+    except InputError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    return dict(options)

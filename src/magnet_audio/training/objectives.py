@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..decoding.ar import build_delay_pattern, revert_delay_logits
 from ..lm.magnet import MagnetLM
 from ..lm.musicgen import MusicGenLM
+from ..lm.patterns import build_delay_pattern, revert_delay_logits
 
 IGNORE_INDEX = -1
 

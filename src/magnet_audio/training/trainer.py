@@ -52,9 +52,10 @@ from tqdm import tqdm
 
 from ..checkpoints import safe_load
 from ..errors import CheckpointError, InputError, TrainingDiverged
+from ..lm.loading import load_lm_model
 from ..lm.magnet import MagnetLM, MagnetLMConfig
+from ..utils import slugify
 from ..validation import device as check_device
-from ..loaders import load_lm_model
 from .config import TrainConfig
 from .data import BatchStream, DescriptionConfig, EpochSampler, split_items, sub_seed
 from .objectives import MagnetObjective
@@ -807,7 +808,6 @@ def build_lm(cfg: TrainConfig, meta: CacheMeta) -> MagnetLM:
 def _sample_writer(cfg: TrainConfig, lm: MagnetLM, codec, prompts: list[str | None]) -> Callable[[int, Path], None]:
     def write(step: int, out: Path) -> None:
         from ..audio import audio_write
-        from ..cli import slugify
         from ..models import MAGNeT
 
         model = MAGNeT("training", codec, lm)

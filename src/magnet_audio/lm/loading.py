@@ -1,4 +1,4 @@
-"""Loading the MAGNeT language model from audiocraft exports (local or on the hub)."""
+"""Loading the language models (MAGNeT, MusicGen) from audiocraft exports or our format (local or on the hub)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import os
 
 import torch
 
-from .checkpoints import OUR_WEIGHTS, load_export, load_our_weights, read_our_config, resolve_file
-from .errors import CheckpointError
-from .lm.base import from_audiocraft_state
-from .lm.magnet import MagnetLM, MagnetLMConfig
-from .names import AUDIOCRAFT_REPOS
-from .utils import resolve_device
-from .validation import text_encoder
+from ..checkpoints import OUR_WEIGHTS, load_export, load_our_weights, read_our_config, resolve_file
+from ..conditioning.config import check_text_encoder
+from ..errors import CheckpointError
+from ..names import AUDIOCRAFT_REPOS
+from ..utils import resolve_device
+from .base import from_audiocraft_state
+from .magnet import MagnetLM, MagnetLMConfig
+from .musicgen import MusicGenLM, MusicGenLMConfig
 
 LM_FILENAME = "state_dict.bin"
 CODEC_FILENAME = "compression_state_dict.bin"
@@ -27,6 +28,13 @@ def load_lm_model(name_or_path: str | os.PathLike, device: str | torch.device | 
     ``dataset.segment_duration`` and ``masking.span_len``; the frame rate from the codec.
     """
     return load_lm(name_or_path, MagnetLMConfig, MagnetLM, device, t5_path, frame_rate, dtype)
+
+
+def load_musicgen_lm(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+                     t5_path: str | os.PathLike | None = None, frame_rate: int = 50,
+                     dtype: torch.dtype = torch.float32) -> MusicGenLM:
+    """Load a MusicGen LM from ``state_dict.bin`` (a file, a directory holding it, or a hub repo id)."""
+    return load_lm(name_or_path, MusicGenLMConfig, MusicGenLM, device, t5_path, frame_rate, dtype)
 
 
 def load_lm(name_or_path: str | os.PathLike, config_cls, model_cls, device: str | torch.device | None = None,
@@ -45,7 +53,7 @@ def load_lm(name_or_path: str | os.PathLike, config_cls, model_cls, device: str 
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{name_or_path}: config.json has no valid 'lm' section: {exc}") from exc
         if t5_path is None:  # a folder must not make us fetch and run any hub repo as its text encoder
-            text_encoder(cfg.conditioner, f"{name_or_path}: config.json")
+            check_text_encoder(cfg.conditioner, f"{name_or_path}: config.json")
         state = load_our_weights(name_or_path, "lm.")
     else:
         path = resolve_file(name_or_path, LM_FILENAME)
