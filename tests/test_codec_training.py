@@ -377,7 +377,7 @@ def test_adversarial_step_resume_and_export_cli(codec_data, tmp_path):
     import shutil
 
     from magnet_audio.cli import main
-    from magnet_audio.training.trainer import list_checkpoints, load_checkpoint
+    from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
 
     run = tmp_path / "run"
     args = ["configs/codec_tiny.yaml", f"data.train={codec_data}", f"run_dir={run}", *TINY, *TINY_DISC,
@@ -419,7 +419,7 @@ def test_two_processes_gloo(codec_data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    from magnet_audio.training.trainer import list_checkpoints, load_checkpoint
+    from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
     checkpoints = list_checkpoints(run)
     assert [step for step, _ in checkpoints] == [2, 4]
     ckpt = load_checkpoint(checkpoints[-1][1])

@@ -26,7 +26,8 @@ from magnet_audio.training.config import TrainConfig, from_dict, load_config
 from magnet_audio.training.objectives import (MagnetObjective, hybrid_prefix_lengths, prefix_span_mask,
                                               span_mask)
 from magnet_audio.training.tokens import CacheMeta, CacheWriter
-from magnet_audio.training.trainer import list_checkpoints, load_checkpoint, train
+from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
+from magnet_audio.training.trainer import train
 
 CARD = 64  # the fixture codec's vocabulary
 

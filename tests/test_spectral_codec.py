@@ -128,7 +128,7 @@ def test_default_recipe_trains_a_spectral_codec_that_keeps_pitch(tmp_path):
 
     from magnet_audio.cli import main
     from magnet_audio.training.codec_train import load_codec_config
-    from magnet_audio.training.trainer import list_checkpoints, load_checkpoint
+    from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
 
     freqs = _write_tones(tmp_path / "tones")
     run = tmp_path / "run"

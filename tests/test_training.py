@@ -32,15 +32,8 @@ from magnet_audio.training.data import (
     make_description,
 )
 from magnet_audio.training.tokens import TokenCache, TokenCrops, tokenize
-from magnet_audio.training.trainer import (
-    EMA,
-    init_lm_weights,
-    list_checkpoints,
-    load_checkpoint,
-    lr_factor,
-    save_atomic,
-    train,
-)
+from magnet_audio.training.runtime import EMA, list_checkpoints, load_checkpoint, lr_factor, save_atomic
+from magnet_audio.training.trainer import init_lm_weights, train
 
 REPO = Path(__file__).resolve().parents[1]
 CHORDS = {"C major": (261.63, 329.63, 392.0), "A minor": (220.0, 261.63, 329.63),

@@ -7,6 +7,7 @@
 
 from .config import TrainConfig, load_config
 from .objectives import MagnetObjective
-from .trainer import Trainer, train
+from .loop import Trainer
+from .trainer import train
 
 __all__ = ["TrainConfig", "load_config", "MagnetObjective", "Trainer", "train"]

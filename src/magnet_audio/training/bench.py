@@ -9,7 +9,7 @@ After ``warmup`` untimed updates, ``steps`` timed updates give:
 - ``tokens_per_s``: B x K x T codes per second (``frames_per_s`` = B x T per second);
 - ``step_s``: seconds per update;
 - ``peak_memory``: CUDA ``max_memory_allocated``, or the CPU process's peak resident set size (see
-  :class:`magnet_audio.evaluation.bench.PeakMemory`).
+  :class:`magnet_audio.benchmarking.PeakMemory`).
 
 Not a test: numbers depend on the machine; record them to compare later work on the same one.
 """
@@ -24,12 +24,14 @@ from pathlib import Path
 
 import torch
 
+from ..benchmarking import RANDOM_SIZES, PeakMemory, synchronize
 from ..conditioning import ConditionerConfig
 from ..errors import InputError
 from ..lm.magnet import MagnetLM, MagnetLMConfig
 from ..utils import resolve_device
 from .objectives import MagnetObjective
-from .trainer import autocast, autocast_dtype, init_lm_weights
+from .runtime import autocast, autocast_dtype
+from .trainer import init_lm_weights
 
 WORDS = ("calm", "piano", "energetic", "rock", "drums", "lofi", "beat", "ambient", "pads", "synth", "bass", "jazz")
 
@@ -39,8 +41,6 @@ def run_train_bench(size: str = "small", dim: int | None = None, heads: int | No
                     warmup: int = 2, device: str | None = None, precision: str = "auto", n_q: int = 4,
                     card: int = 2048, seed: int = 0) -> dict:
     """Time ``steps`` training updates (after ``warmup``); returns the measurements as a dict."""
-    from ..evaluation.bench import RANDOM_SIZES, PeakMemory, synchronize
-
     if size not in RANDOM_SIZES:
         raise InputError(f"--size must be one of {', '.join(RANDOM_SIZES)}, got {size!r}")
     base_dim, base_heads, base_layers = RANDOM_SIZES[size]

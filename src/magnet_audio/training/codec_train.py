@@ -45,13 +45,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..audio import audio_write
 from ..cli_options import run_command, setup_logging
+from ..codec import (EncodecConfig, EncodecModel, SpectralCodecConfig, codec_config_from_dict, codec_from_config,
+                     load_compression_model, save_audiocraft_export, save_our_codec)
 from ..errors import CheckpointError, InputError
-from .codec_objective import CodecLossConfig, CodecObjective, spectral_reconstruction
-from .config import CheckpointConfig, DistributedConfig, EMAConfig, LogConfig, OptimConfig, ValidConfig, \
-    read_config
-from .data import AudioSegments, EpochSampler, load_items, split_items, sub_seed
 from ..utils import write_atomic
+from .codec_objective import CodecLossConfig, CodecObjective, spectral_reconstruction
+from .config import CheckpointConfig, DistributedConfig, EMAConfig, LogConfig, OptimConfig, ValidConfig, read_config
+from .data import AudioSegments, EpochSampler, load_items, split_items, sub_seed
+from .loop import Trainer, open_run
+from .runtime import checkpoint_weights, find_checkpoint, init_distributed, load_checkpoint, seed_all
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +128,6 @@ class CodecTrainConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self):
-        from ..codec import EncodecConfig, SpectralCodecConfig
-
         if not isinstance(self.model, dict):
             raise InputError(f"codec training config: model must be a mapping of codec options, got {self.model!r}")
         options = dict(self.model)
@@ -151,7 +153,6 @@ class CodecTrainConfig:
     def spectral(self) -> bool:
         """Whether the codec trained is a spectral one (from ``model.type``, or ``init_from``'s kind
         once :func:`build_codec` has loaded it)."""
-        from ..codec import SpectralCodecConfig
         return isinstance(self.codec_config, SpectralCodecConfig)
 
     def validate(self) -> None:
@@ -309,8 +310,6 @@ def _valid_batches(segments: AudioSegments | None, cfg: CodecTrainConfig, info) 
 
 def _sample_writer(codec: nn.Module, clips: torch.Tensor):
     def write(step: int, out: Path) -> None:
-        from ..audio import audio_write
-
         was_training = codec.training
         codec.eval()
         with torch.no_grad():
@@ -330,8 +329,6 @@ def _sample_writer(codec: nn.Module, clips: torch.Tensor):
 
 def build_codec(cfg: CodecTrainConfig):
     """A new codec (seeded by ``cfg.seed``; codebooks wait for k-means) or the ``model.init_from`` one."""
-    from ..codec import codec_from_config, load_compression_model
-
     if cfg.init_from:
         loaded = load_compression_model(cfg.init_from, device="cpu")
         cfg.codec_config = dataclasses.replace(loaded.config, **cfg.fine_tune_options)
@@ -345,8 +342,6 @@ def build_codec(cfg: CodecTrainConfig):
 def train_codec(cfg: CodecTrainConfig, resume: bool | str = False) -> dict[str, float]:
     """Train a codec as ``cfg`` says; returns the last validation metrics. ``resume`` as
     :func:`~magnet_audio.training.trainer.train` (True: the run folder's last checkpoint; a path)."""
-    from .trainer import init_distributed
-
     info = init_distributed(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_minutes)
     owns_group = info.distributed
     try:
@@ -357,8 +352,6 @@ def train_codec(cfg: CodecTrainConfig, resume: bool | str = False) -> dict[str, 
 
 
 def _train_codec(cfg: CodecTrainConfig, resume: bool | str, info) -> dict[str, float]:
-    from .trainer import Trainer, open_run, seed_all
-
     ckpt = open_run(cfg, resume, info)
     if ckpt is not None and (ckpt.get("meta") or {}).get("kind") != "codec":
         raise CheckpointError("the checkpoint to resume is not a codec training checkpoint")
@@ -423,11 +416,6 @@ def export_codec(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_
     (EMA weights if kept and ``use_ema``): EnCodec as ``compression_state_dict.bin`` (audiocraft's
     format), the spectral codec as ``config.json`` + ``model.safetensors`` (ours). Returns the path of
     the file written (``config.json`` for ours)."""
-    from ..codec import EncodecModel, codec_config_from_dict, codec_from_config, save_audiocraft_export, \
-        save_our_codec
-    from .export import checkpoint_weights, find_checkpoint
-    from .trainer import load_checkpoint
-
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     meta = ckpt.get("meta") or {}

@@ -36,8 +36,10 @@ from typing import Any, Callable
 
 import torch
 import yaml
+from safetensors.torch import save_file
 
 from ..checkpoints import OUR_CONFIG as CONFIG_FILE, OUR_FORMAT as FORMAT, OUR_WEIGHTS as SAFETENSORS_FILE
+from ..codec import EncodecModel, load_compression_model, save_audiocraft_export
 from ..errors import CheckpointError, InputError
 from ..lm.base import audiocraft_blockers, audiocraft_caveats, to_audiocraft_state
 from ..lm.loading import CODEC_FILENAME, LM_FILENAME
@@ -46,31 +48,8 @@ from ..models import MAGNeT
 from ..utils import write_atomic
 from ..validation import _show, one_line, writable_target
 from ..version import __version__
-from .trainer import list_checkpoints, load_checkpoint
-
-
-
-def find_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or the last checkpoint of a run folder."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        found = list_checkpoints(path)
-        if not found and path.name == "checkpoints":
-            found = list_checkpoints(path.parent)
-        if not found:
-            raise CheckpointError(f"{path} holds no training checkpoint (checkpoints/checkpoint_*.pt)")
-        return found[-1][1]
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    return path
-
-
-def checkpoint_weights(ckpt: dict, use_ema: bool = True) -> dict[str, torch.Tensor]:
-    """The exported model's state dict: the EMA weights if kept (and ``use_ema``), else the raw ones."""
-    if use_ema and ckpt.get("ema") is not None:
-        return dict(ckpt["ema"]["state"])
-    prefix = f"{ckpt['model_key']}."
-    return {k[len(prefix):]: v for k, v in ckpt["objective"].items() if k.startswith(prefix)}
+from .codec_train import export_codec
+from .runtime import checkpoint_weights, find_checkpoint, load_checkpoint
 
 
 def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True,
@@ -90,14 +69,11 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: b
     already there intact.
     Returns ``out_dir``.
     """
-    from ..codec import load_compression_model
-
     writable_target(out_dir, "export folder")
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     meta = ckpt.get("meta") or {}
     if meta.get("kind") == "codec":  # a `magnet train-codec` run: the codec alone, audiocraft's format
-        from .codec_train import export_codec
         return export_codec(path, out_dir, use_ema).parent
     if meta.get("kind") != "magnet":
         raise CheckpointError(f"{path} is not a MAGNeT LM training checkpoint (kind {meta.get('kind')!r})")
@@ -162,8 +138,6 @@ def _write_audiocraft_form(out: Path, state: dict[str, torch.Tensor], lm_cfg: Ma
                            notice: Callable[[str], None]) -> None:
     """``state_dict.bin`` and ``compression_state_dict.bin`` when audiocraft can load them, with a
     notice for each way the export falls short of an audiocraft model (see the module docstring)."""
-    from ..codec import EncodecModel, save_audiocraft_export
-
     blockers = audiocraft_blockers(lm_cfg)
     if blockers:  # no audiocraft files: a stale pair from an earlier export would describe another model
         for stale in (LM_FILENAME, CODEC_FILENAME):
