@@ -52,7 +52,8 @@ from ..codec import (EncodecConfig, EncodecModel, SpectralCodecConfig, codec_con
 from ..errors import CheckpointError, InputError
 from ..utils import write_atomic
 from .codec_objective import CodecLossConfig, CodecObjective, spectral_reconstruction
-from .config import CheckpointConfig, DistributedConfig, EMAConfig, LogConfig, OptimConfig, ValidConfig, read_config
+from .config import (CheckpointConfig, DistributedConfig, EMAConfig, LogConfig, OptimConfig, ValidConfig, loop_checks,
+                     read_config)
 from .data import AudioSegments, EpochSampler, load_items, split_items, sub_seed
 from .loop import Trainer, open_run
 from .runtime import checkpoint_weights, find_checkpoint, init_distributed, load_checkpoint, seed_all
@@ -156,27 +157,14 @@ class CodecTrainConfig:
         return isinstance(self.codec_config, SpectralCodecConfig)
 
     def validate(self) -> None:
-        d, o = self.data, self.optim
+        d = self.data
         checks = [
             (bool(d.train), "data.train is required (an audio folder or a .jsonl manifest)"),
             (d.segment_duration > 0, "data.segment_duration must be > 0"),
             (d.batch_size >= 1 and d.num_workers >= 0, "data.batch_size must be >= 1 and data.num_workers >= 0"),
             (0 <= d.valid_fraction < 1, "data.valid_fraction must be in [0, 1)"),
             (d.min_duration >= 0, "data.min_duration must be >= 0"),
-            (o.lr > 0 and o.steps >= 1 and o.grad_accum >= 1 and o.warmup >= 0,
-             "optim.lr must be > 0, optim.steps and optim.grad_accum >= 1, optim.warmup >= 0"),
-            (o.max_norm >= 0, "optim.max_norm must be >= 0 (0: no clipping)"),
-            (len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optim.betas must be two values in [0, 1)"),
-            (o.schedule in ("cosine", "inverse_sqrt", "constant"), "optim.schedule must be cosine, inverse_sqrt or constant"),
-            (0 < self.ema.decay < 1 and self.ema.every >= 1, "ema.decay must be in (0, 1) and ema.every >= 1"),
-            (self.valid.every >= 0 and (self.valid.batches is None or self.valid.batches >= 1),
-             "valid.every must be >= 0 and valid.batches >= 1 (or null)"),
-            (self.samples.every >= 0 and self.samples.num >= 1, "samples.every must be >= 0 and samples.num >= 1"),
-            (self.checkpoint.every >= 1 and self.checkpoint.keep_last >= 1,
-             "checkpoint.every and checkpoint.keep_last must be >= 1"),
-            (self.log.every >= 1, "log.every must be >= 1"),
-            (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision must be auto, fp32, fp16 or bf16"),
-            (self.distributed.backend in ("auto", "gloo", "nccl"), "distributed.backend must be auto, gloo or nccl"),
+            *loop_checks(self),
         ]
         checks.append((not self.decoder_only or self.init_from is not None,
                        "decoder_only needs model.init_from (the codec whose encoder and codebooks stay fixed)"))

@@ -187,34 +187,42 @@ class TrainConfig:
              "model.positional_embedding rope needs an even head dimension (model.dim / model.num_heads)"),
             (self.model.hybrid_ar_weight >= 0, "model.hybrid_ar_weight must be >= 0"),
             (0 <= self.model.hybrid_max_prefix < 1, "model.hybrid_max_prefix must be in [0, 1)"),
-            (0 < self.optim.lr <= 1, "optim.lr must be in (0, 1]"),
-            (0 < self.optim.eps <= 1, "optim.eps must be in (0, 1]"),
-            (self.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
-            (self.optim.max_norm >= 0, "optim.max_norm must be >= 0 (0: no clipping)"),
             (self.data.segment_duration <= 3600, "data.segment_duration must be at most 3600 seconds"),
-            (len(self.optim.betas) == 2 and all(0 <= b < 1 for b in self.optim.betas),
-             "optim.betas must be two values in [0, 1)"),
-            (self.optim.grad_accum >= 1, "optim.grad_accum must be >= 1"),
-            (self.optim.steps >= 1, "optim.steps must be >= 1"),
-            (self.optim.max_minutes is None or self.optim.max_minutes > 0,
-             "optim.max_minutes must be > 0 (or null: no time limit)"),
-            (self.optim.warmup >= 0, "optim.warmup must be >= 0"),
-            (self.optim.schedule in ("cosine", "inverse_sqrt", "constant"),
-             "optim.schedule must be cosine, inverse_sqrt or constant"),
-            (0 <= self.optim.lr_min_ratio <= 1, "optim.lr_min_ratio must be in [0, 1]"),
-            (0 < self.ema.decay < 1 and self.ema.every >= 1, "ema.decay must be in (0, 1) and ema.every >= 1"),
-            (self.valid.every >= 0 and (self.valid.batches is None or self.valid.batches >= 1),
-             "valid.every must be >= 0 and valid.batches >= 1 (or null)"),
-            (self.samples.every >= 0 and self.samples.num >= 1, "samples.every must be >= 0 and samples.num >= 1"),
-            (self.checkpoint.every >= 1 and self.checkpoint.keep_last >= 1,
-             "checkpoint.every and checkpoint.keep_last must be >= 1"),
-            (self.log.every >= 1, "log.every must be >= 1"),
-            (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision must be auto, fp32, fp16 or bf16"),
-            (self.distributed.backend in ("auto", "gloo", "nccl"), "distributed.backend must be auto, gloo or nccl"),
+            *loop_checks(self),
         ]
         for ok, message in checks:
             if not ok:
                 raise InputError(f"training config: {message}")
+
+
+def loop_checks(cfg) -> list[tuple[bool, str]]:
+    """(condition, message) range checks of the sections every training config shares with the loop:
+    ``optim``, ``ema``, ``valid``, ``samples``, ``checkpoint``, ``log``, ``precision``, ``distributed``."""
+    return [
+        (0 < cfg.optim.lr <= 1, "optim.lr must be in (0, 1]"),
+        (0 < cfg.optim.eps <= 1, "optim.eps must be in (0, 1]"),
+        (cfg.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+        (cfg.optim.max_norm >= 0, "optim.max_norm must be >= 0 (0: no clipping)"),
+        (len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas),
+         "optim.betas must be two values in [0, 1)"),
+        (cfg.optim.grad_accum >= 1, "optim.grad_accum must be >= 1"),
+        (cfg.optim.steps >= 1, "optim.steps must be >= 1"),
+        (cfg.optim.max_minutes is None or cfg.optim.max_minutes > 0,
+         "optim.max_minutes must be > 0 (or null: no time limit)"),
+        (cfg.optim.warmup >= 0, "optim.warmup must be >= 0"),
+        (cfg.optim.schedule in ("cosine", "inverse_sqrt", "constant"),
+         "optim.schedule must be cosine, inverse_sqrt or constant"),
+        (0 <= cfg.optim.lr_min_ratio <= 1, "optim.lr_min_ratio must be in [0, 1]"),
+        (0 < cfg.ema.decay < 1 and cfg.ema.every >= 1, "ema.decay must be in (0, 1) and ema.every >= 1"),
+        (cfg.valid.every >= 0 and (cfg.valid.batches is None or cfg.valid.batches >= 1),
+         "valid.every must be >= 0 and valid.batches >= 1 (or null)"),
+        (cfg.samples.every >= 0 and cfg.samples.num >= 1, "samples.every must be >= 0 and samples.num >= 1"),
+        (cfg.checkpoint.every >= 1 and cfg.checkpoint.keep_last >= 1,
+         "checkpoint.every and checkpoint.keep_last must be >= 1"),
+        (cfg.log.every >= 1, "log.every must be >= 1"),
+        (cfg.precision in ("auto", "fp32", "fp16", "bf16"), "precision must be auto, fp32, fp16 or bf16"),
+        (cfg.distributed.backend in ("auto", "gloo", "nccl"), "distributed.backend must be auto, gloo or nccl"),
+    ]
 
 
 # ----------------------------------------------------------------------------------- loading
