@@ -8,6 +8,7 @@ Every ``import`` statement of every module counts, also those inside functions, 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,7 @@ def imported_modules(module: str, path: Path, modules: dict[str, Path]) -> set[s
     return found
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     modules = module_files()
     return {m: imported_modules(m, path, modules) for m, path in modules.items()}

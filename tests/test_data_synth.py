@@ -209,7 +209,7 @@ def test_missing_fluidsynth_is_a_clear_error(monkeypatch):
 
 
 def test_missing_soundfont_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(S, "SOUNDFONT_CANDIDATES", (str(tmp_path / "none.sf2"),))
+    monkeypatch.setattr(S.render, "SOUNDFONT_CANDIDATES", (str(tmp_path / "none.sf2"),))
     monkeypatch.delenv("MAGNET_SOUNDFONT", raising=False)
     with pytest.raises(InputError, match="fluid-soundfont-gm"):
         S.find_soundfont()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 #: Tempo words -> bpm: the middle of the ranges the synthetic captions use them for (slow < 80 <=
-#: moderate < 110 <= fast < 150 <= very fast, see :func:`magnet_audio.data.synth.tempo_word`), and
+#: moderate < 110 <= fast < 150 <= very fast, see :func:`magnet_audio.data.synth.captions.tempo_word`), and
 #: the usual Italian markings. Longer phrases are matched first ("very fast" before "fast").
 TEMPO_WORDS = {
     "breakneck": 170.0, "high-speed": 170.0, "very fast": 170.0, "presto": 170.0,

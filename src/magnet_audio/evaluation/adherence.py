@@ -52,7 +52,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..data.synth import DRUM_KITS, INSTRUMENTS
+from ..data.synth.theory import DRUM_KITS, INSTRUMENTS
 
 SAMPLE_RATE = 22050  # librosa's default rate and basic-pitch's input rate
 TEMPO_TOLERANCE = 0.08
