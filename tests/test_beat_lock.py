@@ -9,10 +9,10 @@ import torch
 from magnet_audio import MAGNeT
 from magnet_audio.cli import build_parser
 from magnet_audio.cli_options import sampling_overrides
-from magnet_audio.conditioning.tempo import tempo_from_text
+from magnet_audio.conditioning.tempo import prompt_tempi, tempo_from_text
 from magnet_audio.decoding import GenerationParams, generate_codes
 from magnet_audio.decoding.ar import ARGenerationParams, generate_ar
-from magnet_audio.decoding.beats import NOT_TIED, beat_spans, pooled_beat_logprobs, prompt_tempi
+from magnet_audio.decoding.beats import NOT_TIED, beat_spans, pooled_beat_logprobs
 from magnet_audio.decoding.hybrid import generate_hybrid_codes
 from magnet_audio.errors import InputError
 from test_generation import _tiny_lm, _write_export

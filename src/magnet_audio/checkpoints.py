@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 import yaml
+from huggingface_hub import hf_hub_download
+from safetensors.torch import load_file
 
 from .errors import CheckpointError
 from .names import HUB_CACHE_ENV, resolve_bundled
@@ -55,8 +57,6 @@ def read_our_config(name_or_path: str | os.PathLike, probe_hub: bool = True) -> 
 
 def load_our_weights(name_or_path: str | os.PathLike, prefix: str) -> dict[str, torch.Tensor]:
     """The tensors under ``prefix`` (``lm.`` or ``codec.``) of a model in our format, prefix removed."""
-    from safetensors.torch import load_file
-
     file = resolve_file(name_or_path, OUR_WEIGHTS)
     try:
         tensors = load_file(str(file))
@@ -99,8 +99,6 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str | None = None) -
 
 
 def _hub_download(repo_id: str, filename: str) -> Path:
-    from huggingface_hub import hf_hub_download
-
     try:
         return Path(hf_hub_download(repo_id, filename, cache_dir=os.environ.get(HUB_CACHE_ENV)))
     except Exception as exc:  # network, auth, missing file: all reported the same way

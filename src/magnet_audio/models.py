@@ -21,7 +21,8 @@ from .codec import load_compression_model
 from .codec.model import EncodecModel
 from .decoding import FastOptions, GenerationParams, default_decoding_steps, generate_codes
 from .decoding.ar import ARGenerationParams
-from .decoding.beats import beat_spans, prompt_tempi
+from .conditioning.tempo import prompt_tempi
+from .decoding.beats import beat_spans
 from .decoding.hybrid import check_pair, generate_hybrid_codes
 from .decoding.rescoring import ARRescorer
 from .genmodel import BaseGenModel, check_descriptions, codec_source

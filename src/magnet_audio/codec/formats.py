@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from safetensors.torch import load_file, save_file
 
 from ..checkpoints import OUR_FORMAT, load_our_weights, looks_like_hub_id, parse_xp_cfg, resolve_file, safe_load
 from ..names import resolve_bundled
@@ -111,8 +112,6 @@ def save_audiocraft_export(model: EncodecModel, path: str | os.PathLike) -> Path
 def save_our_codec(model: EncodecModel | SpectralCodec, out_dir: str | os.PathLike) -> Path:
     """Write ``model`` in our format: ``out_dir/config.json`` (its config as the ``codec`` section) and
     ``out_dir/model.safetensors`` (float32 ``codec.`` tensors), each replaced atomically. Returns ``out_dir``."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     tensors = {f"codec.{k}": v.detach().to("cpu", torch.float32).contiguous().clone()
@@ -308,7 +307,6 @@ def _load_hf(name_or_dir: str | os.PathLike) -> EncodecModel:
     else:
         raise CheckpointError(f"no weights for {name_or_dir}: " + "; ".join(errors))
     if weights_file.suffix == ".safetensors":
-        from safetensors.torch import load_file
         try:
             state = load_file(weights_file)
         except Exception as exc:  # safetensors raises several types for a corrupt file

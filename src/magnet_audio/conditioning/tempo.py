@@ -6,7 +6,10 @@ tokens on every beat of this tempo.
 
 from __future__ import annotations
 
+import math
 import re
+
+import torch
 
 #: Tempo words -> bpm: the middle of the ranges the synthetic captions use them for (slow < 80 <=
 #: moderate < 110 <= fast < 150 <= very fast, see :func:`magnet_audio.data.synth.captions.tempo_word`), and
@@ -37,3 +40,8 @@ def tempo_from_text(text: str | None) -> float | None:
             return bpm
     word = _WORDS.search(lowered)
     return TEMPO_WORDS[word.group(1)] if word else None
+
+
+def prompt_tempi(descriptions: list[str | None]) -> torch.Tensor:
+    """The bpm [B] each prompt asks for (:func:`tempo_from_text`), NaN where it names none."""
+    return torch.tensor([tempo_from_text(d) or math.nan for d in descriptions], dtype=torch.float64)

@@ -9,23 +9,15 @@ most likely token at all of them), and are kept while the steps fill the rest ar
 beat thus starts with the same short sound, chosen by the LM. Spans longer than a beat overlap the
 next beat's, which wins.
 
-Pure functions here; :func:`~magnet_audio.decoding.magnet.generate_codes` applies them.
+Pure functions here; :func:`~magnet_audio.decoding.magnet.generate_codes` applies them, with the
+tempo read from the prompt by :func:`magnet_audio.conditioning.tempo.prompt_tempi`.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ..conditioning.tempo import tempo_from_text
-
 NOT_TIED = -1  # offset of the frames outside the beat spans
-
-
-def prompt_tempi(descriptions: list[str | None]) -> torch.Tensor:
-    """The bpm [B] each prompt asks for (:func:`tempo_from_text`), NaN where it names none."""
-    return torch.tensor([tempo_from_text(d) or math.nan for d in descriptions], dtype=torch.float64)
 
 
 def beat_spans(bpm: torch.Tensor, length: int, frame_rate: float, span_len: int, first_frame: int = 0,

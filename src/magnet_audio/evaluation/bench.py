@@ -41,8 +41,15 @@ from typing import Callable, Sequence
 import torch
 
 from ..benchmarking import RANDOM_SIZES, PeakMemory, synchronize
+from ..codec import EncodecConfig, EncodecModel
+from ..conditioning import ConditionerConfig
 from ..decoding import default_decoding_steps
 from ..errors import InputError
+from ..lm.magnet import MagnetLM, MagnetLMConfig
+from ..lm.musicgen import MusicGenLM, MusicGenLMConfig
+from ..models import MAGNeT
+from ..musicgen import MusicGen
+from ..utils import resolve_device
 
 PROMPTS = (
     "80s electronic track with melodic synthesizers, catchy beat and groovy bass",
@@ -125,12 +132,6 @@ def bench_model(label: str, schedule: str, generate: Callable[[list[str]], torch
 def random_magnet(size: str, device: str | torch.device | None = None, duration: float = 10.0):
     """A random-weight MAGNeT of audiocraft's ``size`` scale with a LUT text conditioner and a random
     32 kHz EnCodec with MAGNeT's settings: latency does not depend on the weights."""
-    from ..codec import EncodecConfig, EncodecModel
-    from ..conditioning import ConditionerConfig
-    from ..lm.magnet import MagnetLM, MagnetLMConfig
-    from ..models import MAGNeT
-    from ..utils import resolve_device
-
     if size not in RANDOM_SIZES:
         raise InputError(f"--random-size must be one of {', '.join(RANDOM_SIZES)}, got {size!r}")
     dim, heads, layers = RANDOM_SIZES[size]
@@ -150,12 +151,6 @@ def random_codec_config(EncodecConfig):
 
 def random_musicgen(size: str, device: str | torch.device | None = None, duration: float = 10.0):
     """A random-weight MusicGen of ``size`` (same LUT conditioner and codec as :func:`random_magnet`)."""
-    from ..codec import EncodecConfig, EncodecModel
-    from ..conditioning import ConditionerConfig
-    from ..lm.musicgen import MusicGenLM, MusicGenLMConfig
-    from ..musicgen import MusicGen
-    from ..utils import resolve_device
-
     dim, heads, layers = RANDOM_SIZES[size]
     device = resolve_device(device)
     cfg = MusicGenLMConfig(dim=dim, num_heads=heads, num_layers=layers, n_q=4, card=2048,
@@ -169,7 +164,6 @@ def load_ar_model(name: str | None, random_size: str | None, device, t5_path, du
     """The MusicGen to compare with, or raise ``ImportError``/``MagnetError`` with the reason."""
     if random_size:
         return random_musicgen(random_size, device, duration)
-    from ..musicgen import MusicGen
     return MusicGen.get_pretrained(name, device=device, t5_path=t5_path)
 
 
@@ -257,9 +251,6 @@ def run_generate_bench(*, model: str | None = None, random_size: str | None = No
     """Benchmark MAGNeT (and MusicGen when given); write JSON + PNG into ``out_dir``; return the JSON.
 
     compare: exact vs fast mode vs the AR model of the same size (see the module doc)."""
-    from ..models import MAGNeT
-    from ..utils import resolve_device
-
     if not batches or any(b < 1 for b in batches):
         raise InputError(f"batch sizes must be positive integers, got {list(batches)}")
     if runs < 1 or warmup < 0:

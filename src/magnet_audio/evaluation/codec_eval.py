@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..audio import audio_read
+
 MEL_FFT_SIZES = (512, 1024, 2048)
 MEL_BANDS = 64
 MEL_FLOOR = 1e-5
@@ -80,8 +82,6 @@ def reconstruct(codec, wav: torch.Tensor) -> torch.Tensor:
 def codec_report(codec, paths: Sequence[Path], progress: Callable[[str], None] | None = None) -> dict:
     """Mean and std of SI-SNR, mel distance and frame-periodic share of ``codec`` over audio files
     ``paths`` (also the frame-periodic share of the inputs, for comparison)."""
-    from ..audio import audio_read
-
     if not paths:
         raise ValueError("no reference clips to reconstruct")
     snr, mel, periodic, periodic_ref = [], [], [], []

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..codec.seanet import pad1d
 from ..errors import InputError
 
 ADV_LOSSES = ("hinge", "mse")
@@ -90,7 +91,6 @@ def _frame_padding(length: int, n_fft: int, hop: int) -> int:
 
 def _reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
     """Reflect padding that also works when the signal is shorter than the padding."""
-    from ..codec.seanet import pad1d
     return pad1d(x, left, right, "reflect")
 
 

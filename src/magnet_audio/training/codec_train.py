@@ -346,7 +346,6 @@ def _train_codec(cfg: CodecTrainConfig, resume: bool | str, info) -> dict[str, f
     codec = build_codec(cfg)
     cfg.validate()  # again, now that init_from's kind is known
     if ckpt is not None:
-        from ..codec import codec_config_from_dict
         if codec_config_from_dict(ckpt["meta"]["codec_config"]) != codec.config:
             raise CheckpointError("the checkpoint's codec architecture differs from this config's model section")
     c = codec.config

@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from ..audio import audio_read
+from ..codec import load_compression_model
 from ..errors import InputError
 from ..validation import finite_tensor
 from .data import AudioItem, DescriptionConfig, load_items
@@ -198,8 +199,6 @@ def tokenize(source: str | os.PathLike, codec_name: str, out: str | os.PathLike,
         min_duration: shorter files are skipped (and counted).
     Returns the cache's :class:`CacheMeta` (``complete`` once every file is in).
     """
-    from ..codec import load_compression_model
-
     codec = codec if codec is not None else load_compression_model(codec_name, device=device)
     items, report = load_items(source, min_duration)
     meta = CacheMeta(codec=str(codec_name), sample_rate=codec.sample_rate, frame_rate=float(codec.frame_rate),

@@ -15,9 +15,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..audio import audio_write
+from ..codec import load_compression_model
 from ..errors import CheckpointError, InputError
+from ..genmodel import codec_source
 from ..lm.loading import load_lm_model
 from ..lm.magnet import MagnetLM, MagnetLMConfig
+from ..models import MAGNeT
 from ..utils import slugify
 from .config import TrainConfig
 from .data import DescriptionConfig, EpochSampler, split_items, sub_seed
@@ -70,7 +74,6 @@ def codec_source_for(cfg: TrainConfig, cache_codec: str | None = None) -> str | 
     if cfg.model.codec:
         return _absolute_if_local(cfg.model.codec)
     if cfg.model.init_from:
-        from ..genmodel import codec_source
         return _absolute_if_local(codec_source(cfg.model.init_from))
     return cache_codec
 
@@ -164,9 +167,6 @@ def build_lm(cfg: TrainConfig, meta: CacheMeta) -> MagnetLM:
 
 def _sample_writer(cfg: TrainConfig, lm: MagnetLM, codec, prompts: list[str | None]) -> Callable[[int, Path], None]:
     def write(step: int, out: Path) -> None:
-        from ..audio import audio_write
-        from ..models import MAGNeT
-
         model = MAGNeT("training", codec, lm)
         model.set_generation_params(decoding_steps=cfg.samples.decoding_steps or default_decoding_steps(lm.cfg.n_q))
         wav = model.generate(prompts)
@@ -202,7 +202,6 @@ def _train(cfg: TrainConfig, resume: bool | str, info: DistInfo) -> dict[str, fl
 
     @functools.cache
     def load_codec():  # only when tokenizing audio or writing samples
-        from ..codec import load_compression_model
         return load_compression_model(source, device=info.device)
 
     train_cache, train_entries, valid_cache, valid_entries = _prepare_tokens(cfg, info, source, load_codec)
