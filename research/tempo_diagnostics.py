@@ -28,9 +28,9 @@
 The decoding check also reports two statistics of the first codebook's tokens, next to the held-out
 renders' own: distinct tokens per clip and the share of frames that repeat the previous frame's token.
 
-    .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --n 24
-    .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --checks rhythm --n 108
-    .venv/bin/python scripts/tempo_diagnostics.py data/synth-6h --checks decoding \\
+    .venv/bin/python research/tempo_diagnostics.py data/synth-6h --n 24
+    .venv/bin/python research/tempo_diagnostics.py data/synth-6h --checks rhythm --n 108
+    .venv/bin/python research/tempo_diagnostics.py data/synth-6h --checks decoding \\
         --settings '{"steps 60": {"decoding_steps": [60, 10, 10, 10]}, "temperature 0.3": {"temperature": 0.3}}'
 
 About 5 min of CPU per 24 clips per decoding setting, and the same for the continuation and

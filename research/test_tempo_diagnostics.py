@@ -1,4 +1,4 @@
-"""scripts/tempo_diagnostics.py: the first-codebook token statistics, the left-to-right sampler and
+"""research/tempo_diagnostics.py: the first-codebook token statistics, the left-to-right sampler and
 the beat-grid statistics behind the default model card's tempo paragraphs."""
 
 import importlib.util
@@ -12,8 +12,8 @@ import torch
 from magnet_audio import MAGNeT
 from magnet_audio.audio import audio_read
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tempo_diagnostics.py"
-CLIP = Path(__file__).resolve().parent / "fixtures" / "synth" / "heldout_clip.wav"  # a held-out render
+SCRIPT = Path(__file__).resolve().parent / "tempo_diagnostics.py"
+CLIP = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "synth" / "heldout_clip.wav"  # a held-out render
 
 
 @pytest.fixture(scope="module")
