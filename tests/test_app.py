@@ -24,15 +24,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from magnet_audio.app import (
-    Generator,
-    check_params,
-    free_port,
-    parse_prompts,
-    parse_steps,
-    spectrogram_png,
-    window_guess,
-)
+from magnet_audio.app import Generator, check_params, parse_prompts, parse_steps, spectrogram_png, window_guess
+from magnet_audio.app_page import free_port
 from magnet_audio.cli import main
 from magnet_audio.errors import InputError
 

@@ -288,12 +288,12 @@ def test_vggish_refuses_a_pickle_planted_in_the_torch_hub_cache(hub_cache, tmp_p
 
 def test_a_hub_file_with_the_right_hash_is_still_not_unpickled(hub_cache, tmp_path, monkeypatch):
     """Even a file that passed the hash check (a broken hash, a collision) is read with weights_only."""
-    from magnet_audio.evaluation import embeddings
+    from magnet_audio.evaluation import backend, embeddings
 
     marker = tmp_path / "ran"
     name = embeddings.VGGISH_URL.rsplit("/", 1)[-1]
     plant(hub_cache / "checkpoints" / name, marker)
-    monkeypatch.setattr(embeddings, "sha256_of", lambda path: "10086976" + "0" * 56)
+    monkeypatch.setattr(backend, "sha256_of", lambda path: "10086976" + "0" * 56)  # what load_hub_weights calls
     with pytest.raises(embeddings.Unavailable, match="not a plain tensor file, refusing to unpickle it"):
         embeddings.load_hub_weights(embeddings.VGGISH_URL, "VGGish")
     assert not marker.exists()

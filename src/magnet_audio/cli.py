@@ -7,8 +7,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .app_page import add_subcommands as add_app
 from .cli_options import add_sampling_arguments, run_command, sampling_overrides
+from .data.cli import add_subcommands as add_data
 from .errors import InputError
+from .evaluation.cli import add_bench_generate
+from .evaluation.cli import add_subcommands as add_eval
+from .training.cli import add_bench_train
+from .training.cli import add_subcommands as add_training
+from .training.codec_train import add_subcommands as add_codec_training
 from .utils import slugify
 from .validation import one_line
 
@@ -157,21 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="torch.compile the feed-forward blocks (slow first call)")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
-    from .data.cli import add_subcommands as add_data
-    from .evaluation.cli import add_bench_generate
-    from .evaluation.cli import add_subcommands as add_eval
-
     add_data(sub)
     add_eval(sub)
     bench = sub.add_parser("bench", help="benchmarks: generation latency/throughput",
                            description="Speed and memory benchmarks (not tests).")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     add_bench_generate(bench_sub)
-    from .app import add_subcommands as add_app
     add_app(sub)
-    from .training.cli import add_bench_train, add_subcommands as add_training
     add_training(sub)
-    from .training.codec_train import add_subcommands as add_codec_training
     add_codec_training(sub)
     add_bench_train(bench_sub)
     return parser

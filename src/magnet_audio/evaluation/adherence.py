@@ -52,7 +52,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..audio import audio_read
 from ..data.synth.theory import DRUM_KITS, INSTRUMENTS
+from .music_models import BasicPitchEmbedding
 
 SAMPLE_RATE = 22050  # librosa's default rate and basic-pitch's input rate
 TEMPO_TOLERANCE = 0.08
@@ -228,8 +230,6 @@ class NoteTranscriber:
     """basic-pitch's ICASSP 2022 model (the ONNX file in its wheel) with its default note thresholds."""
 
     def __init__(self):
-        from .embeddings import BasicPitchEmbedding
-
         self._backend = BasicPitchEmbedding()
 
     def load(self) -> None:
@@ -278,8 +278,6 @@ def note_statistics(notes: Sequence[tuple[float, float, int, float]]) -> tuple[l
 def analyze_clip(path: str | Path, transcriber: NoteTranscriber) -> ClipAnalysis:
     """Run every judge on one audio file (read as mono at 22.05 kHz)."""
     import librosa
-
-    from ..audio import audio_read
 
     wav = audio_read(path, sample_rate=SAMPLE_RATE, channels=1)[0][0].numpy().astype(np.float32)
     chroma = librosa.feature.chroma_cqt(y=wav, sr=SAMPLE_RATE).mean(axis=1)

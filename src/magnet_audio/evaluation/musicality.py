@@ -33,17 +33,25 @@ round trip (``magnet eval --metrics musicality``).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import soundfile as sf
+import torch
 
-from ..errors import InputError
+from ..audio import audio_read, convert_audio
+from ..codec import load_compression_model
+from ..errors import InputError, MagnetError
 from .adherence import SAMPLE_RATE, NoteTranscriber, PromptTarget, estimate_tempo, pulse_clarity_of, tempo_match
+from .backend import Unavailable
+from .items import list_audio
 
 CONFIDENT_NOTE = 0.5  # a frame's highest note posterior above this: a confident note
 STABLE_NOTE_SECONDS = 0.25
@@ -134,10 +142,6 @@ def loudness_range(wav: np.ndarray) -> float:
 def first_codebook(codec, wav: np.ndarray, sample_rate: int) -> np.ndarray:
     """Codebook-0 tokens of mono ``wav`` (at ``sample_rate``): resampled to the codec's rate, cut to
     ``TOKEN_SECONDS``, normalised to RMS ``TOKEN_RMS`` and encoded."""
-    import torch
-
-    from ..audio import convert_audio
-
     x = torch.as_tensor(np.asarray(wav, dtype=np.float32)).reshape(1, -1)
     x = convert_audio(x, sample_rate, codec.sample_rate, codec.channels)[:, :int(TOKEN_SECONDS * codec.sample_rate)]
     rms = float(x.square().mean().sqrt())
@@ -148,8 +152,6 @@ def first_codebook(codec, wav: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def _as_paths(paths) -> list[Path]:
-    from .runner import list_audio
-
     if isinstance(paths, (str, Path)):
         p = Path(paths)
         if p.is_dir():
@@ -169,18 +171,12 @@ def load_codec(codec, device: str = "cpu"):
     """A loaded codec (returned as is), or a codec / MAGNeT directory, file or hub id to load."""
     if codec is None or not isinstance(codec, (str, os.PathLike)):
         return codec
-    from ..codec import load_compression_model
-
     return load_compression_model(codec, device=device)
 
 
 def analyze_clip(path: str | Path, codec=None, transcriber: NoteTranscriber | None = None) -> dict:
     """Every clip measure of one audio file (token measures None without ``codec``), plus its
     librosa ``tempo`` (bpm), basic-pitch ``n_notes`` and the file's ``sample_rate``."""
-    import soundfile as sf
-
-    from ..audio import audio_read
-
     transcriber = transcriber or NoteTranscriber()
     wav = audio_read(path, sample_rate=SAMPLE_RATE, channels=1)[0][0].numpy().astype(np.float32)
     if wav.size == 0:
@@ -322,12 +318,6 @@ def write_clip_table(rows: Sequence[dict], out_dir: str | Path) -> tuple[Path, P
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m magnet_audio.evaluation.musicality DIR|FILES... [--codec C] [--out DIR]``: the per-clip
     table of a folder of clips (no prompts needed) and the mean of each measure."""
-    import argparse
-    import sys
-
-    from ..errors import MagnetError
-    from .embeddings import Unavailable
-
     parser = argparse.ArgumentParser(prog="python -m magnet_audio.evaluation.musicality",
                                      description="Musicality measures of a folder (or list) of audio clips.")
     parser.add_argument("paths", nargs="+", help="a directory of audio files, or audio files")

@@ -19,200 +19,45 @@ result row names the model that produced it; a model that cannot run is a row wi
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import re
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import soundfile as sf
+import torch
 
-from ..audio import audio_read
+from ..audio import audio_read, audio_write
+from ..codec import load_compression_model
 from ..errors import InputError, MagnetError
-from ..validation import manifest_record
+from ..models import MAGNeT
+from ..utils import slugify
+from . import adherence as A
 from . import embeddings as E
+from . import musicality as M
 from .clap import clap_score
+from .codec_eval import codec_report, reconstruct
 from .fad import frechet_audio_distance, gaussian_stats
+from .items import EvalItem, attach_generated, attach_references, list_audio, load_prompts
 from .kl import kld_scores, label_distribution
+from .report import MetricResult, format_table, write_results
 
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-PROMPT_KEYS = ("description", "caption", "text", "prompt")
-PATH_KEYS = ("path", "audio", "reference", "file")
 METRICS = ("fad", "kl", "clap", "adherence", "codec", "musicality")
 DEFAULT_FAD_EMBEDDINGS = ("vggish", "musicnn", "basic-pitch")
 DEFAULT_KL_CLASSIFIERS = ("passt", "musicnn")
 
-
-@dataclass
-class EvalItem:
-    index: int
-    prompt: str
-    reference: Path | None = None
-    generated: Path | None = None
-    ref_hint: str | None = None  # the path the prompt file gave, before resolution
-    meta: dict = field(default_factory=dict)  # the .jsonl row (bpm, key, instruments, ... for adherence)
-
-
-@dataclass
-class MetricResult:
-    metric: str
-    backend: str
-    status: str  # ok | unavailable | error
-    value: float | None = None
-    reason: str | None = None
-    details: dict = field(default_factory=dict)
-    backend_info: dict = field(default_factory=dict)
+__all__ = ["METRICS", "DEFAULT_FAD_EMBEDDINGS", "DEFAULT_KL_CLASSIFIERS", "EvalItem", "MetricResult", "load_prompts",
+           "list_audio", "attach_references", "attach_generated", "generate_items", "evaluate", "format_table",
+           "write_results"]
 
 
 # --------------------------------------------------------------------------------------------------
-# Inputs
+# Generation
 # --------------------------------------------------------------------------------------------------
-
-def load_prompts(path: str | Path) -> list[EvalItem]:
-    """Prompts from a ``.txt`` (one a line; blank and ``#`` lines skipped) or ``.jsonl`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"prompt file not found: {path}")
-    items: list[EvalItem] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if path.suffix.lower() in (".jsonl", ".json"):
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if isinstance(entry, str):
-                entry = {"description": entry}
-            if not isinstance(entry, dict):
-                raise InputError(f"{path}:{lineno}: expected a JSON object or string, got {type(entry).__name__}")
-            prompt = next((entry[k] for k in PROMPT_KEYS if isinstance(entry.get(k), str) and entry[k].strip()), None)
-            if prompt is None:
-                raise InputError(f"{path}:{lineno}: no prompt (expected one of {', '.join(PROMPT_KEYS)})")
-            hint = next((str(entry[k]) for k in PATH_KEYS if entry.get(k)), None)
-            items.append(EvalItem(len(items), prompt.strip(), ref_hint=hint, meta=entry))
-    else:
-        for line in text.splitlines():
-            if line.strip() and not line.lstrip().startswith("#"):
-                items.append(EvalItem(len(items), line.strip()))
-    if not items:
-        raise InputError(f"{path} holds no prompts")
-    return items
-
-
-def list_audio(directory: str | Path) -> list[Path]:
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise InputError(f"audio directory not found: {directory}")
-    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTS
-                  and not p.name.startswith("."))
-
-
-def _sidecar_prompt(audio: Path) -> str | None:
-    side = audio.with_suffix(".json")
-    if not side.is_file():
-        return None
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
-        return None
-    if not isinstance(meta, dict):
-        return None
-    return next((meta[k].strip() for k in PROMPT_KEYS if isinstance(meta.get(k), str)), None)
-
-
-def _pair_files(items: list[EvalItem], files: list[Path], attr: str, what: str) -> str:
-    """Pair ``files`` with prompts (sidecar .json prompt, then ``NNNNN_`` index prefix, then sorted
-    order when the counts match); returns how they were paired."""
-    by_prompt: dict[str, list[Path]] = {}
-    for f in files:
-        p = _sidecar_prompt(f)
-        if p is not None:
-            by_prompt.setdefault(p, []).append(f)
-    if by_prompt and all(by_prompt.get(it.prompt) for it in items):
-        for it in items:
-            setattr(it, attr, by_prompt[it.prompt].pop(0))
-        return f"{what}: paired by the prompt in each clip's .json sidecar"
-    by_index = {}
-    for f in files:
-        m = re.match(r"^(\d+)[_\-.]", f.name)
-        if m:
-            by_index.setdefault(int(m.group(1)), f)
-    if by_index and all(it.index in by_index for it in items) and len(by_index) == len(items):
-        for it in items:
-            setattr(it, attr, by_index[it.index])
-        return f"{what}: paired by the index prefix of the file names"
-    if len(files) == len(items):
-        for it, f in zip(items, files):
-            setattr(it, attr, f)
-        return f"{what}: paired by sorted file order (same count as prompts)"
-    raise InputError(f"cannot pair {len(files)} {what} file(s) with {len(items)} prompts: give a .jsonl prompt "
-                     f"file with a 'path' per prompt, .json sidecars with the prompt, or one file per prompt")
-
-
-def attach_references(items: list[EvalItem], reference_dir: str | Path | None, prompt_file: str | Path) -> str:
-    """Resolve each prompt's reference clip; returns a note on how, or raises :class:`InputError`."""
-    base = Path(prompt_file).parent
-    if any(it.ref_hint for it in items):
-        missing = []
-        for it in items:
-            if not it.ref_hint:
-                missing.append(it.prompt)
-                continue
-            hint = Path(it.ref_hint)
-            candidates = [hint] if hint.is_absolute() else []
-            if reference_dir is not None:
-                candidates += [Path(reference_dir) / hint, Path(reference_dir) / hint.name]
-            candidates.append(base / hint)
-            found = next((c for c in candidates if c.is_file()), None)
-            if found is None:
-                missing.append(it.ref_hint)
-            it.reference = found
-        if missing:
-            raise InputError(f"{len(missing)} reference clip(s) named in {prompt_file} not found "
-                             f"(first: {missing[0]!r}); looked under --reference and next to the prompt file")
-        return "reference: the 'path' of each prompt in the .jsonl"
-    if reference_dir is None:
-        raise InputError("give --reference DIR (or a .jsonl prompt file with a 'path' per prompt)")
-    return _pair_files(items, list_audio(reference_dir), "reference", "reference")
-
-
-def attach_generated(items: list[EvalItem], generated_dir: str | Path) -> str:
-    """Pair prompts with audio already in ``generated_dir`` (its ``generated.jsonl`` first)."""
-    generated_dir = Path(generated_dir)
-    manifest = generated_dir / "generated.jsonl"
-    if manifest.is_file():
-        by_prompt: dict[str, list[Path]] = {}
-        try:
-            lines = manifest.read_text(encoding="utf-8").splitlines()
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                e = json.loads(line)
-                rel = manifest_record(e, f"{manifest}:{number}")
-                if not isinstance(e.get("description"), str):
-                    raise InputError(f"{manifest}:{number}: 'description' must be a string")
-                by_prompt.setdefault(e["description"], []).append(generated_dir / rel)
-        except ValueError as exc:  # not UTF-8, not JSON, or a bad record (InputError is a ValueError too)
-            raise InputError(f"{manifest} is not a valid generated.jsonl: {exc}") from None
-        if all(by_prompt.get(it.prompt) for it in items):
-            for it in items:
-                it.generated = by_prompt[it.prompt].pop(0)
-            missing = [it.generated for it in items if not it.generated.is_file()]
-            if missing:
-                raise InputError(f"{manifest} names missing files (first: {missing[0]})")
-            return "generated: paired by generated.jsonl"
-    return _pair_files(items, list_audio(generated_dir), "generated", "generated")
-
 
 def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, *, device: str | None = None,
                    t5_path: str | None = None, params: dict | None = None, batch_size: int = 4,
@@ -223,11 +68,6 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
 
     Clips are written with audiocraft's evaluation normalisation (loudness, 14 dB headroom, no
     compressor). Returns a description of the generation (model, params, seconds)."""
-    import torch
-
-    from ..audio import audio_write
-    from ..models import MAGNeT
-
     model = MAGNeT.get_pretrained(model_name, device=device, t5_path=t5_path)
     if params or fast:  # bad options fail here, before anything is written
         model.update_generation_params(**(params or {}), fast=fast)
@@ -243,7 +83,7 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
             print(f"generating {lo + 1}-{lo + len(batch)} of {len(items)}", file=sys.stderr)
         wav = model.generate([it.prompt for it in batch])
         for it, audio in zip(batch, wav):
-            stem = out_dir / f"{it.index:05d}_{_slug(it.prompt)}"
+            stem = out_dir / f"{it.index:05d}_{slugify(it.prompt)}"
             path = audio_write(stem, audio.float().cpu(), model.sample_rate, strategy="loudness",
                                loudness_headroom_db=14, loudness_compressor=False, log_clipping=False)
             it.generated = path
@@ -252,11 +92,6 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
     return {"model": model_name, "params": model.generation_params.to_dict(),
             "seed": seed, "seconds": round(time.perf_counter() - start, 2), "sample_rate": model.sample_rate,
             "duration": model.duration, "device": str(model.device)}
-
-
-def _slug(text: str, max_len: int = 40) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return slug[:max_len].rstrip("_") or "audio"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -361,8 +196,6 @@ def compute_adherence(items: Sequence[EvalItem], shuffle_seed: int = 0,
     """One row per :data:`.adherence.MEASURES` entry: ``value`` on the generated clips, ``details`` holding
     ``generated``, ``reference``, ``shuffled`` and, given ``codec_clips`` (item i's reference through the
     codec), ``codec`` (each ``{"value", "n", ...}``)."""
-    from . import adherence as A
-
     def rows_with(status: str, reason: str) -> list[MetricResult]:
         return [MetricResult(m, A.JUDGES[m].split()[0], status, reason=reason) for m in A.MEASURES]
 
@@ -396,11 +229,6 @@ def reconstruct_references(codec_name, items: Sequence[EvalItem], out_dir: str |
     """Encode and decode each item's reference clip with ``codec_name`` (a codec to load, or a loaded one)
     into ``out_dir`` (wav at the codec's rate, same stem); returns the paths in item order (None where an
     item has no reference)."""
-    import soundfile as sf
-
-    from ..codec import load_compression_model
-    from .codec_eval import reconstruct
-
     codec = (load_compression_model(codec_name, device=device) if isinstance(codec_name, (str, os.PathLike))
              else codec_name)
     out_dir = Path(out_dir)
@@ -428,8 +256,6 @@ def compute_musicality(items: Sequence[EvalItem], codec=None, codec_clips: Seque
     holding ``generated``, ``reference`` and, given ``codec_clips``, ``codec`` (each ``{"value", "n"}``).
     ``codec`` (loaded) encodes for the token measures; ``codec_reason`` says why there is none. With
     ``out_dir``, the per-clip table goes to ``musicality_clips.json`` / ``.csv`` there."""
-    from . import musicality as M
-
     def rows_with(status: str, reason: str) -> list[MetricResult]:
         return [MetricResult(m, "musicality", status, reason=reason) for m in M.MEASURES]
 
@@ -468,9 +294,6 @@ def compute_codec(codec_name: str | None, paths: Sequence[Path], device: str = "
     """Three rows, ``codec_si_snr`` (dB), ``codec_mel`` (multi-scale log-mel L1) and ``codec_periodic``
     (frame-periodic share: a buzz at the frame rate), each the mean over the reference clips with the
     standard deviation in ``details`` (and, for ``codec_periodic``, the references' own share)."""
-    from ..codec import load_compression_model
-    from .codec_eval import codec_report
-
     rows = [MetricResult(name, "codec", "error") for name in ("codec_si_snr", "codec_mel", "codec_periodic")]
     if codec_name is None:
         for r in rows:
@@ -542,7 +365,6 @@ def evaluate(items: Sequence[EvalItem], metrics: Sequence[str] = METRICS,
             if codec_model is None:
                 codec_reason = "no codec given (--codec)"
             else:
-                from ..codec import load_compression_model
                 try:
                     codec = load_compression_model(codec_model, device=opts.get("device") or "cpu")
                 except (MagnetError, OSError, RuntimeError) as exc:
@@ -575,82 +397,3 @@ def evaluate(items: Sequence[EvalItem], metrics: Sequence[str] = METRICS,
         results += compute_codec(codec_model, list(reference_set), device=opts.get("device") or "cpu",
                                  progress=note if progress else None)
     return results
-
-
-# --------------------------------------------------------------------------------------------------
-# Output
-# --------------------------------------------------------------------------------------------------
-
-def _detail_text(r: MetricResult) -> str:
-    d = r.details
-    if r.metric == "fad":
-        text = f"{d.get('n_reference_clips')} ref / {d.get('n_generated_clips')} gen clips, " \
-               f"{d.get('n_reference_embeddings')}/{d.get('n_generated_embeddings')} x {d.get('dim')}-d"
-        return text + (" (few embeddings: biased)" if "warning" in d else "")
-    if r.metric == "kl":
-        return f"{d.get('n_pairs')} pairs, kld_qp {d.get('kld_qp', 0):.4f}, kld_both {d.get('kld_both', 0):.4f}"
-    if r.metric == "clap":
-        return f"{d.get('n_clips')} clips"
-    if r.metric.startswith("codec_"):
-        real = f", real clips {d['reference']:.4f}" if "reference" in d else ""
-        return f"std {d.get('std', 0):.4f}{real}, {d.get('n_clips')} clips at {d.get('sample_rate')} Hz"
-    if r.backend == "musicality":
-        unit = f" {d['unit']}" if d.get("unit") else ""
-
-        def fmt_m(cond: str) -> str:
-            c = d.get(cond) or {}
-            return "-" if c.get("value") is None else f"{c['value']:.4g}{unit} (n {c['n']})"
-
-        return f"real {fmt_m('reference')}, codec round trip {fmt_m('codec')}; generated n " \
-               f"{(d.get('generated') or {}).get('n')}"
-    if "generated" in d:  # adherence
-
-        def fmt(cond: str) -> str:
-            c = d.get(cond) or {}
-            return "-" if c.get("value") is None else f"{c['value']:.3f} (n {c['n']})"
-
-        codec = f", codec round trip {fmt('codec')}" if "codec" in d else ""
-        p = (d.get("generated") or {}).get("p_value")
-        p_text = "" if p is None else f", p {p:.3f} (vs chance)"
-        return f"real {fmt('reference')}{codec}, shuffled {fmt('shuffled')}{p_text}"
-    return ""
-
-
-def format_table(results: Sequence[MetricResult]) -> str:
-    """A plain-text table: metric, model, value, and details or the reason it is missing."""
-    rows = [("metric", "model", "value", "details")]
-    for r in results:
-        if r.status == "ok":
-            rows.append((r.metric.upper(), f"{r.backend}", f"{r.value:.4f}", _detail_text(r)))
-        else:
-            rows.append((r.metric.upper(), r.backend, r.status.upper(), r.reason or ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = []
-    for k, row in enumerate(rows):
-        lines.append("  ".join(row[i].ljust(widths[i]) for i in range(3)) + "  " + row[3])
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 7)
-    models = {r.backend_info.get("model") for r in results if r.status == "ok" and r.backend_info.get("model")}
-    if models:
-        lines.append("")
-        lines += [f"  {r.metric.upper()}[{r.backend}]: {r.backend_info['model']}" for r in results
-                  if r.status == "ok" and r.backend_info.get("model")]
-    return "\n".join(lines)
-
-
-def write_results(results: Sequence[MetricResult], out_dir: str | Path, meta: dict | None = None) -> tuple[Path, Path]:
-    """``results.json`` (everything) and ``results.csv`` (one row per metric and model)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {**(meta or {}), "results": [asdict(r) for r in results]}
-    json_path = out_dir / "results.json"
-    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    csv_path = out_dir / "results.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["metric", "backend", "status", "value", "model", "weights", "reason", "details"])
-        for r in results:
-            writer.writerow([r.metric, r.backend, r.status, "" if r.value is None else repr(float(r.value)),
-                             r.backend_info.get("model", ""), r.backend_info.get("weights", ""), r.reason or "",
-                             json.dumps(r.details, default=str)])
-    return json_path, csv_path
