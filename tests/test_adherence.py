@@ -186,6 +186,7 @@ def _matching(row: dict) -> A.ClipAnalysis:
 
 
 def test_score_measures_by_hand():
+    pytest.importorskip("scipy", reason="scipy is part of the eval extra: pip install -e '.[eval]'")
     pairs = [(_matching(r), A.PromptTarget.from_row(r)) for r in ROWS]
     scores = A.score_measures(pairs)
     # D dorian is estimated (by design of the mapping) as D minor, whose key signature differs
@@ -252,6 +253,7 @@ def test_report_scores_codec_round_trips_against_their_own_prompts(monkeypatch, 
 
 
 def test_rank_correlation_by_hand():
+    pytest.importorskip("scipy", reason="scipy is part of the eval extra: pip install -e '.[eval]'")
     assert A.rank_correlation([1, 2, 3, 4], [10, 40, 90, 160]) == pytest.approx(1.0)  # monotone, not linear
     assert A.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     # ranks (1, 2, 3, 4) against (1.5, 1.5, 3, 4): ties share their mean rank

@@ -57,6 +57,7 @@ def test_frechet_non_commuting_by_hand():
 
 
 def test_frechet_matches_scipy_sqrtm_including_singular():
+    pytest.importorskip("scipy", reason="scipy is part of the eval extra: pip install -e '.[eval]'")
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
     s1, s2 = a @ a.T, b @ b.T

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from magnet_audio import MAGNeT
-from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.decoding import FastOptions
 from magnet_audio.decoding import magnet as decoding
 from magnet_audio.decoding.guidance import CachedGuidance, GuidedLogits
 from magnet_audio.decoding.schedules import guidance_coef, mask_rates
 from magnet_audio.errors import InputError
-from magnet_audio.lm import MagnetLM, MagnetLMConfig
+from magnet_audio.lm import MagnetLM
 from magnet_audio.lm.transformer import RowKVCache
+from conftest import tiny_magnet_lm
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +95,8 @@ def test_fast_preset_and_overrides(model):
 
 
 def _tiny_lm(num_layers: int, positional_embedding: str = "sin") -> MagnetLM:
-    torch.manual_seed(0)
-    cfg = MagnetLMConfig(dim=32, num_heads=2, num_layers=num_layers, n_q=4, card=16, segment_duration=0.6,
-                         subcodes_context=2, conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=32),
-                         positional_embedding=positional_embedding)
-    return MagnetLM(cfg).eval()
+    return tiny_magnet_lm(num_layers=num_layers, segment_duration=0.6, subcodes_context=2, text_dim=32,
+                          positional_embedding=positional_embedding)
 
 
 @pytest.mark.parametrize("positions", ["sin", "rope"])

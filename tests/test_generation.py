@@ -7,13 +7,13 @@ import torch
 import yaml
 
 from magnet_audio import MAGNeT
-from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.decoding import GenerationParams, generate_codes
 from magnet_audio.decoding.guidance import make_guidance
 from magnet_audio.decoding.magnet import decode
 from magnet_audio.decoding.schedules import mask_rates, num_to_mask
 from magnet_audio.errors import CheckpointError, InputError
-from magnet_audio.lm import MagnetLM, MagnetLMConfig
+from magnet_audio.lm import MagnetLM
+from conftest import tiny_magnet_lm
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +119,7 @@ def test_bad_input_is_reported(model, call, message):
 
 
 def _tiny_lm(card=16, n_q=4, span_len=3, segment=1, seed=0):
-    torch.manual_seed(seed)
-    cfg = MagnetLMConfig(dim=32, num_heads=2, num_layers=2, card=card, n_q=n_q, span_len=span_len,
-                         segment_duration=segment, subcodes_context=3,
-                         conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=16))
-    return MagnetLM(cfg).eval()
+    return tiny_magnet_lm(seed, card=card, n_q=n_q, span_len=span_len, segment_duration=segment)
 
 
 class _Spy:

@@ -16,18 +16,18 @@ import yaml
 
 from magnet_audio import MAGNeT, load_compression_model
 from magnet_audio.cli import main as cli_main
-from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.decoding.ar import ARGenerationParams, code_probabilities, generate_ar, generate_ar_reference
 from magnet_audio.errors import InputError
-from magnet_audio.lm import MagnetLM, MagnetLMConfig
+from magnet_audio.lm import MagnetLMConfig
 from magnet_audio.lm.musicgen import MusicGenLM
 from magnet_audio.lm.patterns import build_delay_pattern
 from magnet_audio.training.config import TrainConfig, from_dict, load_config
 from magnet_audio.training.objectives import (MagnetObjective, hybrid_prefix_lengths, prefix_span_mask,
                                               span_mask)
-from magnet_audio.training.tokens import CacheMeta, CacheWriter
 from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
+from magnet_audio.training.tokens import CacheMeta, CacheWriter
 from magnet_audio.training.trainer import train
+from conftest import tiny_magnet_lm
 
 CARD = 64  # the fixture codec's vocabulary
 
@@ -36,11 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is
 
 
 def _tiny_lm(hybrid=True, card=16, seed=0, segment=1.0):
-    torch.manual_seed(seed)
-    cfg = MagnetLMConfig(dim=32, num_heads=2, num_layers=2, card=card, segment_duration=segment, subcodes_context=3,
-                         hybrid=hybrid,
-                         conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=16, word_dropout=0.0))
-    return MagnetLM(cfg)
+    return tiny_magnet_lm(seed, train=True, card=card, segment_duration=segment, hybrid=hybrid)
 
 
 # ---------------------------------------------------------------- the AR view

@@ -16,6 +16,7 @@ from magnet_audio.lm.loading import load_musicgen_lm
 from magnet_audio.lm.musicgen import MusicGenLM, MusicGenLMConfig
 from magnet_audio.lm.patterns import build_delay_pattern, delay_valid_mask, revert_delay_logits, revert_delay_pattern
 from magnet_audio.lm.transformer import causal_mask
+from conftest import tiny_musicgen_lm
 
 S = 99  # the special token in the hand-computed examples
 
@@ -24,12 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is
 
 
 def _lut_lm(card=16, dim=32, heads=2, layers=2, segment=1.0, seed=0, delays=(0, 1, 2, 3), positions="sin"):
-    torch.manual_seed(seed)
-    cfg = MusicGenLMConfig(dim=dim, num_heads=heads, num_layers=layers, card=card, n_q=len(delays),
-                           delays=list(delays), segment_duration=segment,
-                           conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=16),
-                           positional_embedding=positions)
-    return MusicGenLM(cfg).eval()
+    return tiny_musicgen_lm(seed, delays=delays, card=card, dim=dim, num_heads=heads, num_layers=layers,
+                            segment_duration=segment, positional_embedding=positions)
 
 
 def _fixture_sized_lm(segment=2.0, seed=0):

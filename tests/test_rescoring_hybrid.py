@@ -6,15 +6,14 @@ import torch
 
 from magnet_audio import MAGNeT, MusicGen
 from magnet_audio.cli import main
-from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.decoding import GenerationParams, generate_codes
 from magnet_audio.decoding.ar import ARGenerationParams, code_probabilities, generate_ar
 from magnet_audio.decoding.hybrid import generate_hybrid_codes
 from magnet_audio.decoding.rescoring import ARRescorer, combine_probs
 from magnet_audio.decoding.schedules import mask_rates, num_to_mask
 from magnet_audio.errors import InputError
-from magnet_audio.lm import MagnetLM, MagnetLMConfig
 from test_musicgen import _fixture_sized_lm, _lut_lm, write_musicgen_export
+from conftest import tiny_magnet_lm
 
 TEXTS = ["lofi beat", "calm piano"]
 
@@ -45,10 +44,7 @@ def _reset(magnet):
 
 
 def _tiny_magnet(card=16, seed=0):
-    torch.manual_seed(seed)
-    cfg = MagnetLMConfig(dim=32, num_heads=2, num_layers=2, card=card, segment_duration=1, subcodes_context=3,
-                         conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=16))
-    return MagnetLM(cfg).eval()
+    return tiny_magnet_lm(seed, card=card)
 
 
 # ---------------------------------------------------------------- the rescoring formula

@@ -6,8 +6,6 @@ import random
 import pytest
 import torch
 
-from magnet_audio.conditioning import ConditionerConfig
-from magnet_audio.lm import MagnetLM, MagnetLMConfig
 from magnet_audio.training.objectives import (
     MagnetObjective,
     draw_stage,
@@ -19,6 +17,7 @@ from magnet_audio.training.objectives import (
     span_mask,
     stage_mask,
 )
+from conftest import tiny_magnet_lm
 
 
 def test_cosine_mask_rate():
@@ -138,10 +137,7 @@ def test_cfg_dropout_is_one_draw_per_batch():
 
 
 def _lm(card=16, n_q=4, word_dropout=0.0):
-    torch.manual_seed(0)
-    cfg = MagnetLMConfig(dim=32, num_heads=2, num_layers=2, n_q=n_q, card=card, segment_duration=1,
-                         conditioner=ConditionerConfig(model="lut", n_bins=64, text_dim=16, word_dropout=word_dropout))
-    return MagnetLM(cfg)
+    return tiny_magnet_lm(train=True, card=card, n_q=n_q, subcodes_context=5, word_dropout=word_dropout)
 
 
 def test_objective_masks_only_the_stage_and_scores_its_masked_tokens():
