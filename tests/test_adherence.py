@@ -70,6 +70,7 @@ def test_bass_and_drum_instruments():
     assert A.PromptTarget.from_row({"description": "x"}) == A.PromptTarget(None, None, None, None)
 
 
+@pytest.mark.slow
 def test_mirex_score_matches_mir_eval():
     mir_key = pytest.importorskip("mir_eval.key")
     names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
@@ -141,6 +142,7 @@ def test_pulse_clarity_separates_a_beat_from_noise():
     assert A.pulse_clarity_of(scattered) < 0.5
 
 
+@pytest.mark.slow
 def test_basic_pitch_notes_scale_and_register(tmp_path):
     pytest.importorskip("basic_pitch")
     transcriber = A.NoteTranscriber()
@@ -208,6 +210,7 @@ def test_score_measures_by_hand():
     assert scores["key_exact"]["value"] == 0.0 and scores["key_signature"]["value"] == 1.0
 
 
+@pytest.mark.slow
 def test_report_pairs_generated_reference_and_shuffled(monkeypatch, tmp_path):
     clips = {tmp_path / f"{i}.wav": _matching(r) for i, r in enumerate(ROWS)}
 

@@ -1,5 +1,5 @@
 """The package's import rules (docs/architecture.md): no import circles, and no import from a lower
-layer to a higher one or between two units of the same layer.
+layer to a higher one or between two units of the same layer. And no module over 500 lines.
 
 Every ``import`` statement of every module counts, also those inside functions, under
 ``if TYPE_CHECKING:`` or in a ``__main__`` block: a lazy import is still a dependency.
@@ -166,3 +166,8 @@ def test_the_documented_layer_table_is_this_one():
             assert row is not None, f"docs/architecture.md has no row for {unit}"
             for name in names:
                 assert f"`{name or ROOT}`" in row, f"docs/architecture.md: {unit} lacks {name or ROOT}"
+
+
+def test_modules_stay_under_500_lines():
+    long = {m: n for m, path in module_files().items() if (n := len(path.read_text().splitlines())) > 500}
+    assert long == {}

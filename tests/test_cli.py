@@ -11,6 +11,7 @@ from magnet_audio.cli_options import sampling_overrides
 from magnet_audio.utils import slugify
 
 
+@pytest.mark.slow
 def test_generate_writes_a_playable_wav(tmp_path, fixture_dir, capsys):
     out = tmp_path / "out"
     code = main(["generate", "lofi beat", "calm piano", "--model", str(fixture_dir), "--t5-path",
@@ -42,6 +43,7 @@ def test_bad_input_exits_cleanly(tmp_path, fixture_dir, capsys):
     assert not list((tmp_path / "o").glob("*.wav"))
 
 
+@pytest.mark.slow
 def test_help_documents_generate():
     result = subprocess.run([sys.executable, "-m", "magnet_audio.cli", "generate", "--help"],
                             capture_output=True, text=True, check=True)

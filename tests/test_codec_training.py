@@ -150,6 +150,7 @@ def _ddp_worker(rank: int, world: int, port: int, data: torch.Tensor, out: str) 
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_rvq_ddp_ranks_stay_in_sync(tmp_path):
     """Each rank sees different data and draws different random numbers; all-reduced EMA statistics
     and rank-0 broadcasts keep the codebooks identical."""
@@ -283,6 +284,7 @@ def _read_csv(path):
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_tiny_codec_trains_and_exports(codec_data, tmp_path, caplog):
     from magnet_audio.training.codec_train import load_codec_config, train_codec
 
@@ -324,6 +326,7 @@ def test_tiny_codec_trains_and_exports(codec_data, tmp_path, caplog):
     assert ours < 0.7 * silence
 
 
+@pytest.mark.slow
 def test_decoder_only_fine_tuning_keeps_the_codes(codec_data, tmp_path):
     """decoder_only: the encoder and the codebooks of init_from stay as they are (so do the codes of
     every clip), the decoder trains and reconstructs better than before."""
@@ -371,6 +374,7 @@ def test_warns_when_most_codewords_would_count_as_dead(codec_data, tmp_path, cap
     assert "will count as dead" in caplog.text
 
 
+@pytest.mark.slow
 def test_adversarial_step_resume_and_export_cli(codec_data, tmp_path):
     """Two steps with the discriminator through `magnet train-codec`; resuming the second step from
     the first checkpoint gives the same weights; `magnet export` writes the codec."""
@@ -405,6 +409,7 @@ def test_adversarial_step_resume_and_export_cli(codec_data, tmp_path):
     assert codec.decode(codes).shape == (2, 1, 13 * 320)
 
 
+@pytest.mark.slow
 def test_two_processes_gloo(codec_data, tmp_path):
     """torchrun with 2 CPU processes: discriminator, q_dropout (one draw for both ranks), all-reduced
     codebook statistics; the trainer checks that the ranks' weights agree at every checkpoint."""

@@ -73,6 +73,7 @@ def _synonyms(name: str) -> tuple[str, ...]:
     return S.INSTRUMENTS[name][1] if name in S.INSTRUMENTS else S.DRUM_KITS[name][1]
 
 
+@pytest.mark.slow
 def test_layout_audio_and_metadata(datasets):
     d = datasets["a"]
     train = [json.loads(x) for x in (d / "train.jsonl").read_text().splitlines()]
@@ -104,6 +105,7 @@ def test_layout_audio_and_metadata(datasets):
         assert all(entry[k] == v for k, v in meta.items())
 
 
+@pytest.mark.slow
 def test_captions_follow_the_spec(datasets):
     for meta_path in sorted(datasets["a"].rglob("*.json")):
         meta = json.loads(meta_path.read_text())
@@ -120,6 +122,7 @@ def test_captions_follow_the_spec(datasets):
             assert mode_words == [meta["key"].split()[1]], caption
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_differs(datasets):
     a, b, c = (_files(datasets[k]) for k in "abc")
     assert a.keys() == b.keys()
@@ -131,6 +134,7 @@ def test_same_seed_same_bytes_other_seed_differs(datasets):
     assert (datasets["a"] / "train.jsonl").read_bytes() != (datasets["c"] / "train.jsonl").read_bytes()
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite(datasets):
     cfg = S.SynthConfig(out=str(datasets["a"]), n_clips=1, seed=3, clip_seconds=SECONDS, corpus_fraction=0)
     with pytest.raises(InputError, match="--overwrite"):

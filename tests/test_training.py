@@ -332,6 +332,7 @@ def test_save_atomic_never_leaves_a_partial_file(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_training_lowers_validation_loss(trained_run):
     run_dir, final, seconds = trained_run
     valid = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
@@ -352,6 +353,7 @@ def test_training_lowers_validation_loss(trained_run):
     assert (run_dir / "tokens" / "train" / "cache.json").is_file()
 
 
+@pytest.mark.slow
 def test_export_loads_with_the_public_api(trained_run, tmp_path):
     run_dir, _, _ = trained_run
     out = tmp_path / "exported"
@@ -399,6 +401,7 @@ def test_export_loads_with_the_public_api(trained_run, tmp_path):
         export(tmp_path, tmp_path / "x")
 
 
+@pytest.mark.slow
 def test_export_with_a_spectral_codec_ships_our_format_alone(trained_run, tmp_path, capsys):
     """--codec with our spectral codec: no audiocraft codec file (there is no such format for it; a
     stale one from an earlier export is removed, else it would be loaded first), and the model loads
@@ -428,6 +431,7 @@ def test_export_with_a_spectral_codec_ships_our_format_alone(trained_run, tmp_pa
     assert wav.shape == (1, 1, codes.shape[-1] * 640) and torch.isfinite(wav).all()
 
 
+@pytest.mark.slow
 def test_export_carries_recommended_decoding_options(trained_run, tmp_path):
     run_dir, _, _ = trained_run
     out = tmp_path / "exported"
@@ -443,6 +447,7 @@ def test_export_carries_recommended_decoding_options(trained_run, tmp_path):
         MAGNeT.get_pretrained(str(out), device="cpu")
 
 
+@pytest.mark.slow
 def test_existing_run_needs_resume(trained_run):
     run_dir, _, _ = trained_run
     cfg = from_dict(TrainConfig, _config(run_dir, str(run_dir / "tokens" / "train"), None))
@@ -450,6 +455,7 @@ def test_existing_run_needs_resume(trained_run):
         train(cfg)
 
 
+@pytest.mark.slow
 def test_stage_weights_must_match_the_codebooks(trained_run, tmp_path):
     run_dir, _, _ = trained_run
     cfg = from_dict(TrainConfig, _config(tmp_path / "run", str(run_dir / "tokens" / "train"), None,
@@ -503,6 +509,7 @@ def _train_cmd(config: Path, run_dir: Path, resume: bool = False) -> list[str]:
         ["--resume"] if resume else [])
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_for_bit(trained_run, tmp_path, spawn):
     """Kill a run with SIGKILL mid-training; every checkpoint file on disk is complete; resuming from
     the last one ends with the same weights, optimizer and EMA as a run that never stopped."""
@@ -548,6 +555,7 @@ def test_sigkill_then_resume_is_bit_for_bit(trained_run, tmp_path, spawn):
     assert not list((killed_dir / "checkpoints").glob(".*tmp*"))
 
 
+@pytest.mark.slow
 def test_two_processes_gloo(trained_run, tmp_path, spawn):
     run_dir, _, _ = trained_run
     config = tmp_path / "ddp.yaml"
@@ -594,6 +602,7 @@ def test_bench_train_smoke():
     assert "tokens/s" in format_result(result)
 
 
+@pytest.mark.slow
 def test_fine_tune_from_an_official_format_checkpoint(dataset, fixture_dir, tmp_path):
     """model.init_from: the fixture MAGNeT (audiocraft export, T5 conditioner) fine-tuned on our audio;
     the codec comes with it, the T5 from model.conditioner.path."""
