@@ -140,6 +140,7 @@ def test_clap_score_is_mean_cosine():
     assert out["clap"] == pytest.approx((1 + 1 / math.sqrt(2)) / 2)
 
 
+@pytest.mark.slow
 def test_unavailable_models_give_reasons(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("MAGNET_VGGISH_CHECKPOINT", raising=False)
@@ -298,6 +299,7 @@ def test_musicnn_embedding_and_tagger():
     assert logits.shape == (2, 50) and len(tagger.labels) == 50 and np.isfinite(logits).all()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("basic_pitch") is None or importlib.util.find_spec("onnxruntime") is None,
                     reason="basic-pitch + onnxruntime not installed (scripts/install_eval_deps.sh)")
 def test_basic_pitch_embedding():
@@ -314,6 +316,7 @@ def test_basic_pitch_embedding():
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_generate_writes_json_and_png(tmp_path, fixture_dir):
     pytest.importorskip("matplotlib")
     from magnet_audio.evaluation.cli import add_bench_generate

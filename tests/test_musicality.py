@@ -107,6 +107,7 @@ def test_summarize_subsets_follow_the_prompt_metadata():
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_spectral_flatness_noise_above_tones():
     librosa = pytest.importorskip("librosa")
     tone, white, pink = M.spectral_flatness(_sine_melody()), M.spectral_flatness(_white()), M.spectral_flatness(_pink())
@@ -133,6 +134,7 @@ def test_spectral_flatness_of_a_16khz_clip_ignores_its_empty_top_band():
         assert M.spectral_flatness(at_16k, native_rate=16000) == pytest.approx(full, rel=0.15)
 
 
+@pytest.mark.slow
 def test_pulse_and_tempo_of_a_click_track():
     pytest.importorskip("librosa")
     from magnet_audio.evaluation.adherence import estimate_tempo, pulse_clarity_of, tempo_match
@@ -227,6 +229,7 @@ def clip_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_musicality_table_directions(transcriber, clip_dir, fixture_dir):
     rows = M.musicality_table(clip_dir, codec=str(fixture_dir), transcriber=transcriber)
     by = {r["path"].split("/")[-1][0]: r for r in rows}
@@ -259,6 +262,7 @@ def test_musicality_table_bad_input(tmp_path):
         M.musicality_table([tmp_path / "missing.wav"])
 
 
+@pytest.mark.slow
 def test_cli_eval_musicality_writes_table(transcriber, fixture_dir, tmp_path, capsys):
     from magnet_audio.evaluation.cli import main
 
