@@ -10,7 +10,7 @@ import numpy as np
 
 from .spec import PartSpec, PieceSpec
 from .styles import DRUM_PATTERNS, STYLES
-from .theory import CRASH, HTOM, KICK, LTOM, MTOM, DRUM_KITS, INSTRUMENTS, MODES, parse_chord
+from .theory import CRASH, DRUM_KITS, HTOM, INSTRUMENTS, KICK, LTOM, MODES, MTOM, parse_chord
 
 
 class _Timeline:
