@@ -247,6 +247,7 @@ def test_half_precision_runs_on_cpu(model):
     assert next(model.lm.parameters()).dtype == torch.float32
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("cc") and not shutil.which("gcc"), reason="torch.compile (inductor) needs a C compiler")
 def test_compile_gives_the_exact_tokens(model):
     """compile=True (torch.compile of the feed-forward blocks) computes the same function: greedy
@@ -256,6 +257,7 @@ def test_compile_gives_the_exact_tokens(model):
     assert torch.equal(compiled, exact)
 
 
+@pytest.mark.slow
 def test_bench_compare_writes_ratios(tmp_path):
     pytest.importorskip("matplotlib")
     from magnet_audio.evaluation.bench import run_generate_bench
@@ -275,6 +277,7 @@ def test_bench_compare_writes_ratios(tmp_path):
     assert len(result["table"].splitlines()) == 5  # header, rule, three rows
 
 
+@pytest.mark.slow
 def test_bench_compare_further_schedules_run_fast(tmp_path):
     pytest.importorskip("matplotlib")
     from magnet_audio.evaluation.bench import format_ratios, run_generate_bench

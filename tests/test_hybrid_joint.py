@@ -125,6 +125,7 @@ def test_hybrid_step_has_both_finite_losses_and_keeps_the_prefix_visible():
     assert all(p.grad is not None for p in objective.parameters())  # every parameter in the graph (DDP)
 
 
+@pytest.mark.slow
 def test_overfitting_one_batch_lowers_both_losses():
     lm = _tiny_lm(seed=3)
     objective = MagnetObjective(lm, cfg_dropout=0.0)
@@ -276,6 +277,7 @@ def test_a_plain_magnet_needs_an_ar_model(fixture_dir):
         model.generate_hybrid(["x"], prefix_seconds=0.4)
 
 
+@pytest.mark.slow
 def test_cli_hybrid_ar_self(hybrid_run, fixture_dir, tmp_path, capsys):
     common = ["--steps", "2,1,1,1", "--seed", "0", "-q", "--hybrid-ar", "self", "--hybrid-prefix-seconds", "0.3"]
     assert cli_main(["generate", "pattern 1", "--model", str(hybrid_run[2]), "-o", str(tmp_path / "h")] + common) == 0
