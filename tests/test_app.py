@@ -99,6 +99,7 @@ def test_spectrogram_png(tmp_path):
     spectrogram_png(np.zeros(10), SAMPLE_RATE, tmp_path / "short.png")  # shorter than one FFT frame
 
 
+@pytest.mark.slow
 def test_generator_reports_progress_and_writes_files(tmp_path):
     pytest.importorskip("matplotlib", reason="the `app` extra is not installed: pip install -e '.[app]'")
     generator = Generator([str(FIXTURES)], t5_path=str(T5), device="cpu", max_prompts=2, output_dir=tmp_path)
@@ -242,6 +243,7 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+@pytest.mark.slow
 def test_browser_generate_and_bad_input(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -308,6 +310,7 @@ def test_browser_generate_and_bad_input(server, browser):
     assert not hidden or not hidden[0].is_displayed()
 
 
+@pytest.mark.slow
 def test_api_concurrent_requests(server):
     gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is not installed")
     client = gradio_client.Client(server["url"], verbose=False)
@@ -337,6 +340,7 @@ def test_api_concurrent_requests(server):
     _alive(server)
 
 
+@pytest.mark.slow
 def test_http_call_api(server):
     """The documented curl flows: POST /gradio_api/call/generate (all ten inputs, in order) or
     /gradio_api/call/v2/generate (named inputs, the others at their defaults), then read the event stream."""
@@ -369,6 +373,7 @@ def _fetch_request(request) -> bytes:
         return response.read()
 
 
+@pytest.mark.slow
 def test_models_load_on_demand_and_failures_are_reported(server):
     gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is not installed")
     client = gradio_client.Client(server["url"], verbose=False)
