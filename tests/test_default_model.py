@@ -37,6 +37,7 @@ def test_default_model_ships_in_the_package():
     assert config["lm"]["conditioner"]["model"] == "sentence"  # a text encoder that needs no download
 
 
+@pytest.mark.slow
 def test_default_model_loads_offline_and_generates(model):
     assert model.name == BUNDLED_MODEL and model.sample_rate == 16000 and model.max_duration == 10.0
     model.set_generation_params(decoding_steps=[4, 2, 2, 2])
@@ -47,6 +48,7 @@ def test_default_model_loads_offline_and_generates(model):
     assert (wav.square().mean(-1).sqrt() > 1e-3).all()  # not silence
 
 
+@pytest.mark.slow
 def test_default_model_beat_lock_is_opt_in(model):
     """Beat-locked decoding is a decoder device, not the model following tempo: the config does not
     recommend it; asked for, it ties the first 0.18 s of every beat of the prompt's tempo."""
@@ -70,6 +72,7 @@ def _chroma_correlation(a: torch.Tensor, b: torch.Tensor, sr: int) -> float:
     return float(np.mean([np.corrcoef(ca[:, t], cb[:, t])[0, 1] for t in range(min(ca.shape[1], cb.shape[1]))]))
 
 
+@pytest.mark.slow
 def test_codec_reconstructs_held_out_music_with_its_pitch(model, fixture_dir):
     """On a clip the codec never saw: multi-scale log-mel distance (magnet eval's codec metric), and
     the chroma of the round trip against the clip's (pitch classes, frame by frame). The codec is
@@ -92,6 +95,7 @@ def test_the_codec_loads_on_its_own():
     assert (codec.sample_rate, codec.frame_rate, codec.num_codebooks) == (16000, 50, 4)
 
 
+@pytest.mark.slow
 def test_magnet_generate_falls_back_to_the_bundled_model_offline(tmp_path, monkeypatch, capsys):
     """The README's Quickstart here (offline, nothing cached): the bundled model, with a one-line note."""
     monkeypatch.delenv("MAGNET_MODEL", raising=False)
