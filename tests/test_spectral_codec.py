@@ -117,6 +117,7 @@ TINY = ["model.hidden=32", "model.dimension=16", "model.n_fft=512", "model.encod
         "samples.every=0"]
 
 
+@pytest.mark.slow
 def test_default_recipe_trains_a_spectral_codec_that_keeps_pitch(tmp_path):
     """configs/default/codec.yaml (shrunk) through `magnet train-codec`: the loss falls, the export is
     a spectral codec in our format, and the round trip of each tone keeps its spectrum (so its pitch)
