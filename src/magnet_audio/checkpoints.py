@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 import yaml
-from huggingface_hub import hf_hub_download
 from safetensors.torch import load_file
 
 from .errors import CheckpointError
@@ -99,6 +98,8 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str | None = None) -
 
 
 def _hub_download(repo_id: str, filename: str) -> Path:
+    from huggingface_hub import hf_hub_download  # here: it reads HF_HUB_OFFLINE & co. when first imported
+
     try:
         return Path(hf_hub_download(repo_id, filename, cache_dir=os.environ.get(HUB_CACHE_ENV)))
     except Exception as exc:  # network, auth, missing file: all reported the same way
