@@ -32,8 +32,8 @@ from magnet_audio.conditioning.lut import word_ids
 from magnet_audio.decoding.magnet import GenerationParams, generate_codes
 from magnet_audio.lm import MagnetLMConfig
 from magnet_audio.lm.base import rope_buffer_keys
+from magnet_audio.lm.loading import load_lm_model
 from magnet_audio.lm.musicgen import MusicGenLMConfig
-from magnet_audio.loaders import load_lm_model
 from magnet_audio.training.config import TrainConfig, from_dict
 from magnet_audio.training.tokens import CacheMeta, CacheWriter
 from magnet_audio.training.trainer import train

@@ -112,7 +112,7 @@ def test_half_precision_fast_mode(model):
 
 
 def test_device_auto_selection_picks_cuda(fixture_dir):
-    from magnet_audio.training.trainer import autocast_dtype, init_distributed
+    from magnet_audio.training.runtime import autocast_dtype, init_distributed
 
     assert default_device().type == DEVICE and resolve_device(None).type == DEVICE
     auto = MAGNeT.get_pretrained(str(fixture_dir), t5_path=fixture_dir / "t5")  # device=None
@@ -155,7 +155,8 @@ def _losses(run_dir):
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_autocast_training_is_finite_and_resumes(precision, fixture_dir, tmp_path, caplog):
     from magnet_audio.training.config import TrainConfig, from_dict
-    from magnet_audio.training.trainer import list_checkpoints, load_checkpoint, train
+    from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
+    from magnet_audio.training.trainer import train
 
     if getattr(sf, "STAND_IN", False):
         pytest.skip("soundfile is not installed in this Python (scripts/gpu_check.sh stand-in): training reads audio")

@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
               "smoke run", file=sys.stderr)
         return 2
     sizes = [s.strip() for s in args.sizes.split(",")] if args.sizes else plan["sizes"]
-    from .bench import RANDOM_SIZES
+    from ..benchmarking import RANDOM_SIZES
     bad = [s for s in sizes if s not in RANDOM_SIZES]
     if bad or not sizes:
         print(f"error: --sizes must name sizes among {', '.join(RANDOM_SIZES)}, got {args.sizes!r}", file=sys.stderr)
