@@ -1,7 +1,7 @@
 """``magnet train-codec``: train (or fine-tune) a codec on a folder of audio: EnCodec, or with
 ``model.type: spectral`` our :class:`~magnet_audio.codec.spectral.SpectralCodec`.
 
-Built on the LM trainer (:class:`~magnet_audio.training.trainer.Trainer`): the same checkpoints
+Built on the generic training loop (:class:`~magnet_audio.training.loop.Trainer`): the same checkpoints
 (atomic, last N kept), ``--resume`` (bit for bit), EMA, metrics log, progress bar, mixed precision,
 gradient accumulation and DDP under torchrun. Only the objective, the data and the config differ:
 
@@ -184,7 +184,7 @@ def load_codec_config(path: str | Path | None, overrides: list[str] | None = Non
 
 
 class CodecTrainingObjective(nn.Module):
-    """The codec and its losses for :class:`~magnet_audio.training.trainer.Trainer`:
+    """The codec and its losses for :class:`~magnet_audio.training.loop.Trainer`:
     ``forward(audio [B, C, T])`` -> (loss, metrics).
 
     Training mode: ``loss = g_loss + d_loss`` (see the module docstring; ``d_loss`` only with the

@@ -175,7 +175,7 @@ def cfg_dropout(texts: list[str | None], p: float, rng: random.Random | None = N
 class MagnetObjective(nn.Module):
     """The trained LM and its loss; ``forward(codes, texts)`` -> (loss, metrics).
 
-    The :class:`~magnet_audio.training.trainer.Trainer` wraps this module (in DDP when
+    The :class:`~magnet_audio.training.loop.Trainer` wraps this module (in DDP when
     distributed), keeps an EMA of :attr:`model` and exports :attr:`model`. In ``.training`` mode
     the CFG dropout applies and the text conditioner drops words; in eval mode neither does.
     When ``lm.cfg.hybrid`` is set it trains the joint Hybrid-MAGNeT objective (module docstring)
