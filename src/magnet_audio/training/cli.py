@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from ..cli_options import setup_logging
 from ..errors import InputError
