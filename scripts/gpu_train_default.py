@@ -204,7 +204,8 @@ def run_train(argv: list[str]) -> int:
     from magnet_audio.errors import MagnetError
     from magnet_audio.training.config import load_config
     from magnet_audio.training.tokens import load_meta
-    from magnet_audio.training.trainer import list_checkpoints, train
+    from magnet_audio.training.runtime import list_checkpoints
+    from magnet_audio.training.trainer import train
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     logger.info("torch %s on %s; work folder %s; out %s", torch.__version__,

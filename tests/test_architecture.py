@@ -20,7 +20,8 @@ ROOT = "magnet_audio"
 #: modules of its own unit and of any unit of a lower layer, nothing else. The table of
 #: docs/architecture.md is this one.
 LAYERS: list[dict[str, list[str]]] = [
-    {"base": ["errors", "version", "names", "utils", "audio", "checkpoints", "benchmarking", "cli_options"]},
+    {"base": ["errors", "version", "names", "utils", "validation", "audio", "checkpoints", "benchmarking",
+              "cli_options"]},
     {"codec": ["codec"], "conditioning": ["conditioning"], "data": ["data"]},
     {"lm": ["lm"]},
     {"decoding": ["decoding"]},

@@ -413,7 +413,7 @@ def _poison(monkeypatch, *, loss_from_call: int | None = None, weights_after_ste
     """Make MagnetObjective's training loss NaN from the given call on, or the weights infinite
     after the given update (whose loss was finite, as after one huge step)."""
     from magnet_audio.training.objectives import MagnetObjective
-    from magnet_audio.training.trainer import Trainer
+    from magnet_audio.training.loop import Trainer
 
     real_forward, real_step, calls = MagnetObjective.forward, Trainer._train_step, []
 
@@ -441,7 +441,8 @@ def _poison(monkeypatch, *, loss_from_call: int | None = None, weights_after_ste
 def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(trained, tmp_path, monkeypatch, poison,
                                                                       last_good):
     from magnet_audio.errors import TrainingDiverged
-    from magnet_audio.training.trainer import list_checkpoints, load_checkpoint, train
+    from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
+    from magnet_audio.training.trainer import train
 
     cfg = from_dict(TrainConfig, run_config(tmp_path / "run", str(trained / "tokens" / "train"), None,
                                             optim={"steps": 8}))
@@ -458,7 +459,8 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(trained, t
 def test_resume_applies_a_changed_learning_rate(trained, tmp_path, caplog):
     import shutil
 
-    from magnet_audio.training.trainer import list_checkpoints, load_checkpoint, train
+    from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
+    from magnet_audio.training.trainer import train
 
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -611,12 +613,12 @@ def test_continuation_with_a_prompt_under_1024_samples_and_a_nan_prompt(fixture_
 @pytest.fixture
 def fake_serving(monkeypatch):
     """``magnet app`` in process with gradio and the server replaced: what launch() was given."""
-    from magnet_audio import app
+    from magnet_audio import app, app_page
 
     seen: dict = {}
-    monkeypatch.setattr(app, "_import_gradio", lambda: None)
+    monkeypatch.setattr(app_page, "_import_gradio", lambda: None)
     monkeypatch.setattr(app.Generator, "load", lambda self, name: None)
-    monkeypatch.setattr(app, "build_app", lambda generator, **kw: seen.update(generator=generator) or "demo")
+    monkeypatch.setattr(app_page, "build_app", lambda generator, **kw: seen.update(generator=generator) or "demo")
 
     def launch(demo, **kwargs):
         seen.update(kwargs)
@@ -625,7 +627,7 @@ def fake_serving(monkeypatch):
             time.sleep(5)  # the handler interrupts this at once
             seen["not_interrupted"] = True
 
-    monkeypatch.setattr(app, "launch", launch)
+    monkeypatch.setattr(app_page, "launch", launch)
     return seen
 
 
