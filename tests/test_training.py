@@ -579,6 +579,7 @@ def test_two_processes_gloo(trained_run, tmp_path, spawn):
     assert "2 process(es)" in out and "[rank 1]" not in out  # rank 1 logs warnings only
 
 
+@pytest.mark.slow
 def test_max_minutes_under_two_processes_stops_both_at_the_same_update(trained_run, tmp_path, spawn):
     run_dir, _, _ = trained_run
     config = tmp_path / "ddp.yaml"
