@@ -129,7 +129,7 @@ def _write_export(out: Path, lm_cfg: MagnetLMConfig, lm: MagnetLM, codec_model, 
     write_atomic(lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}), out / SAFETENSORS_FILE)
     config = {"format": FORMAT, "version": __version__, "lm": lm_cfg.to_dict(), "codec": codec_model.config.to_dict(),
               "generation": generation or {},
-              "training": {"checkpoint": str(path), "step": int(ckpt["step"]),
+              "training": {"checkpoint": path.name, "step": int(ckpt["step"]),
                            "ema": bool(use_ema and ckpt.get("ema") is not None)}}
     write_atomic(lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"), out / CONFIG_FILE)
 
