@@ -4,6 +4,7 @@ cannot be had: see test_default_choice.py), generating audio, and with a codec t
 held-out music, pitch included, far better than an untrained codec of the same shape."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -35,6 +36,12 @@ def test_default_model_ships_in_the_package():
     assert sum(files.values()) <= 60e6
     config = json.loads((folder / "config.json").read_text())
     assert config["lm"]["conditioner"]["model"] == "sentence"  # a text encoder that needs no download
+
+    def strings(node):
+        if isinstance(node, dict):
+            return [s for v in node.values() for s in strings(v)]
+        return [node] if isinstance(node, str) else []
+    assert not [s for s in strings(config) if os.path.isabs(s)]  # nothing of the machine that exported it
 
 
 @pytest.mark.slow
