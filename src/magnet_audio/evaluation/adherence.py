@@ -406,6 +406,27 @@ def derangement(n: int, seed: int = 0) -> list[int]:
     return sigma
 
 
+def analyze_conditions(conditions: dict[str, Sequence[str | Path | None]], analyze: Callable[[str | Path], object],
+                       label: str, progress: Callable[[str], None] | None = None) -> dict[str, list]:
+    """``analyze`` every clip of each condition (generated / reference / codec round trip), in order;
+    None stays None, a clip given twice (e.g. ``--generated`` = ``--reference``) is analysed once, and
+    a condition without any clip is left out of the result."""
+    done: dict[Path, object] = {}
+    out: dict[str, list] = {}
+    for condition, paths in conditions.items():
+        if not any(p is not None for p in paths):
+            continue
+        results = []
+        for i, p in enumerate(paths):
+            if p is not None and progress is not None and i % 10 == 0:
+                progress(f"{label}: analysing {condition} clip {i + 1} of {len(paths)}")
+            if p is not None and Path(p).resolve() not in done:
+                done[Path(p).resolve()] = analyze(p)
+            results.append(None if p is None else done[Path(p).resolve()])
+        out[condition] = results
+    return out
+
+
 def adherence_report(rows: Sequence[dict], generated: Sequence[Path | None], reference: Sequence[Path | None],
                      transcriber: NoteTranscriber | None = None, shuffle_seed: int = 0,
                      progress: Callable[[str], None] | None = None,
@@ -420,23 +441,8 @@ def adherence_report(rows: Sequence[dict], generated: Sequence[Path | None], ref
     transcriber = transcriber or NoteTranscriber()
     transcriber.load()
     targets = [PromptTarget.from_row(r) for r in rows]
-    analyses: dict[str, list[ClipAnalysis | None]] = {}
-    done: dict[Path, ClipAnalysis] = {}  # a clip given twice (e.g. --generated = --reference) is analysed once
-    for condition, paths in (("generated", generated), ("reference", reference), ("codec", codec or [])):
-        if not any(p is not None for p in paths):
-            continue
-        out = []
-        for i, p in enumerate(paths):
-            if p is None:
-                out.append(None)
-                continue
-            if progress is not None and i % 10 == 0:
-                progress(f"adherence: analysing {condition} clip {i + 1} of {len(paths)}")
-            key = Path(p).resolve()
-            if key not in done:
-                done[key] = analyze_clip(p, transcriber)
-            out.append(done[key])
-        analyses[condition] = out
+    analyses = analyze_conditions({"generated": generated, "reference": reference, "codec": codec or []},
+                                  lambda p: analyze_clip(p, transcriber), "adherence", progress)
     sigma = derangement(len(rows), shuffle_seed)
     pairings: dict[str, list[tuple[ClipAnalysis, PromptTarget]]] = {}
     for condition, clips in analyses.items():

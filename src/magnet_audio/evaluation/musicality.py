@@ -49,7 +49,8 @@ import torch
 from ..audio import audio_read, convert_audio
 from ..codec import load_compression_model
 from ..errors import InputError, MagnetError
-from .adherence import SAMPLE_RATE, NoteTranscriber, PromptTarget, estimate_tempo, pulse_clarity_of, tempo_match
+from .adherence import (SAMPLE_RATE, NoteTranscriber, PromptTarget, analyze_conditions, estimate_tempo,
+                        pulse_clarity_of, tempo_match)
 from .backend import Unavailable
 from .items import list_audio
 
@@ -253,25 +254,13 @@ def musicality_report(prompts: Sequence[dict], generated: Sequence[Path | None],
     codec = load_codec(codec)
     transcriber = transcriber or NoteTranscriber()
     transcriber.load()
-    done: dict[Path, dict] = {}  # a clip given twice is measured once
-    clips: dict[str, list[dict | None]] = {}
-    for condition, paths in (("generated", generated), ("reference", reference), ("codec", codec_clips or [])):
-        if not any(p is not None for p in paths):
-            continue
-        if len(paths) != len(prompts):
+    conditions = {"generated": generated, "reference": reference, "codec": codec_clips or []}
+    for condition, paths in conditions.items():
+        if any(p is not None for p in paths) and len(paths) != len(prompts):
             raise InputError(f"{len(paths)} {condition} clips but {len(prompts)} prompts")
-        rows = []
-        for i, p in enumerate(paths):
-            if p is None:
-                rows.append(None)
-                continue
-            if progress is not None and i % 10 == 0:
-                progress(f"musicality: {condition} clip {i + 1} of {len(paths)}")
-            key = Path(p).resolve()
-            if key not in done:
-                done[key] = analyze_clip(p, codec, transcriber)
-            rows.append({"index": i, "condition": condition, **done[key], "path": str(p)})
-        clips[condition] = rows
+    analyses = analyze_conditions(conditions, lambda p: analyze_clip(p, codec, transcriber), "musicality", progress)
+    clips = {c: [None if a is None else {"index": i, "condition": c, **a, "path": str(conditions[c][i])}
+                 for i, a in enumerate(found)] for c, found in analyses.items()}
     summaries = {c: summarize(rows, prompts) for c, rows in clips.items()}
     measures = {m: {c: summaries[c][m] for c in CONDITIONS if c in summaries} for m in MEASURES}
     return {"measures": measures, "clips": clips, "weights": transcriber.weights}
