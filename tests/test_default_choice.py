@@ -49,9 +49,7 @@ def _no_probe(*args, **kwargs):
 def test_offline_and_not_cached_falls_back_to_the_bundled_model_with_a_note(clean, monkeypatch):
     monkeypatch.setattr(names, "probe_hub", _no_probe)
     notes = []
-    start = time.perf_counter()
-    assert resolve_default_model(notice=notes.append) == BUNDLED_MODEL
-    assert time.perf_counter() - start < 2
+    assert resolve_default_model(notice=notes.append) == BUNDLED_MODEL  # no probe: it would raise
     assert len(notes) == 1 and "\n" not in notes[0]
     assert DEFAULT_MODEL in notes[0] and "HF_HUB_OFFLINE" in notes[0] and "not in the local" in notes[0]
 
@@ -86,7 +84,8 @@ def test_an_unreachable_hub_falls_back_quickly(clean, monkeypatch):
     notes = []
     start = time.perf_counter()
     assert resolve_default_model(notice=notes.append) == BUNDLED_MODEL
-    assert time.perf_counter() - start < names.HUB_PROBE_TIMEOUT + 1
+    # bounds the wait, not speed: far below a network timeout, with room for a loaded machine
+    assert time.perf_counter() - start < names.HUB_PROBE_TIMEOUT + 10
     assert "the hub did not answer" in notes[0]
 
     def hang(*args, **kwargs):
@@ -96,7 +95,7 @@ def test_an_unreachable_hub_falls_back_quickly(clean, monkeypatch):
     monkeypatch.setattr(names, "HUB_PROBE_TIMEOUT", 0.3)
     start = time.perf_counter()
     assert names.probe_hub() == "no answer within 0.3 s"
-    assert time.perf_counter() - start < 1.5
+    assert time.perf_counter() - start < 10  # the hung request (30 s) is abandoned at the timeout
 
 
 def test_magnet_model_and_explicit_names_override(clean, monkeypatch, fixture_dir):
