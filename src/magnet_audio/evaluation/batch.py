@@ -147,8 +147,8 @@ def finished(out_dir: Path, job: Job, expected: dict) -> dict | None:
         return None
     differ = [k for k, v in expected.items() if record.get(k) != v]
     if differ:
-        raise InputError(f"{side} was made with another {', '.join(differ)} than line {job.line} asks for now: "
-                         f"write to another folder, or pass --overwrite to regenerate every clip")
+        raise InputError(f"{side} does not match line {job.line} ({', '.join(differ)} differ): write to another "
+                         f"folder, or pass --overwrite to regenerate every clip")
     return record if (out_dir / record["path"]).is_file() else None
 
 
@@ -245,5 +245,11 @@ def _write_manifest(out_dir: Path, jobs: Sequence[Job], expected: dict) -> list[
         records.append(record)
     keys = ("path", "description", "id", "index", "seed", "duration", "seconds")
     text = "".join(json.dumps({k: r.get(k) for k in keys}, ensure_ascii=False) + "\n" for r in records)
-    write_atomic(lambda tmp: tmp.write_text(text, encoding="utf-8"), out_dir / MANIFEST)
+    manifest = out_dir / MANIFEST
+    try:
+        same = manifest.read_text(encoding="utf-8") == text  # a re-run with nothing to do writes nothing
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        write_atomic(lambda tmp: tmp.write_text(text, encoding="utf-8"), manifest)
     return records
