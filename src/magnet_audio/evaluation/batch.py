@@ -115,7 +115,7 @@ def process_device(device: str | None) -> str | None:
         return device
     local = int(os.environ["LOCAL_RANK"])
     if device in (None, "cuda") and torch.cuda.is_available():
-        return f"cuda:{local}"
+        return validation.device(f"cuda:{local}", f"the device of process LOCAL_RANK={local}")
     return "cpu" if device is None else device
 
 

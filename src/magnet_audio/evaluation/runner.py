@@ -85,7 +85,8 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
     return {"model": model_name, "params": model.generation_params.to_dict(),
             "seed": seed, "seconds": round(time.perf_counter() - start, 2), "sample_rate": model.sample_rate,
             "duration": model.duration, "device": str(model.device), "rank": result["rank"],
-            "processes": result["world_size"], "generated": result["generated"], "skipped": result["skipped"]}
+            "processes": result["world_size"], "generated": len(items) - result["skipped"],
+            "skipped": result["skipped"]}
 
 
 # --------------------------------------------------------------------------------------------------
