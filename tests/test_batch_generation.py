@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from magnet_audio.cli import main
+from magnet_audio.errors import InputError
 from magnet_audio.evaluation.batch import Job, cut_batches, read_jobs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -154,3 +155,29 @@ def test_text_files_and_batches(tmp_path):
     job = lambda i, **kw: Job(i, i + 1, f"p{i}", f"s{i}", i, kw.get("duration"), kw.get("own_seed", False))  # noqa
     jobs = [job(0), job(1), job(2), job(3, own_seed=True), job(4), job(5, duration=2.0), job(6, duration=2.0)]
     assert [[j.index for j in b] for b in cut_batches(jobs, 2)] == [[0, 1], [2], [3], [4], [5, 6]]
+
+
+@pytest.mark.slow
+def test_eval_generation_keeps_finished_clips(fixture_dir, tmp_path):
+    """``magnet eval``'s generation phase is this writer: a second run generates nothing and still
+    pairs every prompt with its clip; the metrics' rank-0-only step needs ``rank`` in the result."""
+    from magnet_audio.evaluation import runner
+
+    (tmp_path / "p.txt").write_text("first prompt\nsecond prompt\nthird prompt\n")
+    options = dict(t5_path=str(fixture_dir / "t5"), params={"decoding_steps": [1, 1, 1, 1]}, batch_size=2,
+                   progress=False, source=tmp_path / "p.txt")
+    items = runner.load_prompts(tmp_path / "p.txt")
+    info = runner.generate_items(items, str(fixture_dir), tmp_path / "gen", **options)
+    assert (info["rank"], info["processes"], info["generated"], info["skipped"]) == (0, 1, 3, 0)
+    (tmp_path / "gen" / "00001_second_prompt.json").unlink()  # as if killed before its sidecar
+    before = _state(tmp_path / "gen")
+    again = runner.load_prompts(tmp_path / "p.txt")
+    info = runner.generate_items(again, str(fixture_dir), tmp_path / "gen", **options)
+    assert (info["generated"], info["skipped"]) == (1, 2)
+    after = _state(tmp_path / "gen")
+    assert after["00000_first_prompt.wav"] == before["00000_first_prompt.wav"]
+    assert after["00002_third_prompt.wav"] == before["00002_third_prompt.wav"]
+    assert [it.generated.name for it in again] == [f"{i:05d}_{w}_prompt.wav" for i, w in
+                                                   enumerate(("first", "second", "third"))]
+    with pytest.raises(InputError, match=r"00000_first_prompt.json does not match line 1 \(params differ\)"):
+        runner.generate_items(again, str(fixture_dir), tmp_path / "gen", **{**options, "params": {}})
