@@ -165,6 +165,11 @@ def _join(device: torch.device) -> tuple[int, int, bool]:
     return dist.get_rank(), world, True
 
 
+def _barrier(device: torch.device) -> None:
+    """Wait for every process (on nccl, on this process's GPU)."""
+    dist.barrier(device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
+
+
 def generate_jobs(model, jobs: Sequence[Job], out_dir: str | os.PathLike, *, batch_size: int = 4,
                   overwrite: bool = False, generate: Callable[[list[str]], torch.Tensor] | None = None,
                   write_options: dict | None = None, progress: bool = True, echo: bool = False) -> dict:
@@ -187,7 +192,7 @@ def generate_jobs(model, jobs: Sequence[Job], out_dir: str | os.PathLike, *, bat
     rank, world, owner = _join(model.device)
     try:
         if world > 1:
-            dist.barrier()
+            _barrier(model.device)
         mine = pending[rank::world]
         written = 0
         for number, batch in enumerate(mine, 1):
@@ -196,7 +201,7 @@ def generate_jobs(model, jobs: Sequence[Job], out_dir: str | os.PathLike, *, bat
                       f"{batch[-1].index + 1} of {len(jobs)}", file=sys.stderr)
             written += _generate_batch(model, batch, out_dir, done, expected, generate, options, rank, echo)
         if world > 1:
-            dist.barrier()
+            _barrier(model.device)
         result = {"rank": rank, "world_size": world, "generated": written, "skipped": len(done)}
         if rank == 0:
             result["records"] = _write_manifest(out_dir, jobs, expected)
