@@ -27,7 +27,7 @@ LAYERS: list[dict[str, list[str]]] = [
     {"decoding": ["decoding"]},
     {"models": ["", "genmodel", "models", "musicgen"]},  # "": the package itself (magnet_audio/__init__.py)
     {"training": ["training"], "evaluation": ["evaluation"]},
-    {"interfaces": ["cli", "train", "app", "app_page", "data.cli", "evaluation.cli", "training.cli"]},
+    {"interfaces": ["cli", "__main__", "train", "app", "app_page", "data.cli", "evaluation.cli", "training.cli"]},
 ]
 
 

@@ -163,6 +163,17 @@ def device(value: Any, what: str = "device") -> Any:
     return value
 
 
+def file_stem(value: Any, what: str = "id") -> str:
+    """A name usable as one file name's stem in any folder: a non-empty string of at most 200
+    characters, without path separators, control characters or a leading dot (no hidden files, no ``..``)."""
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise InputError(f"{what} must be a non-empty string without surrounding spaces, got {_show(value)}")
+    if len(value) > 200 or value.startswith(".") or any(c in "/\\" or ord(c) < 32 for c in value):
+        raise InputError(f"{what} must be a plain file name (no '/', '\\', control characters or leading '.', at "
+                         f"most 200 characters), got {_show(value)}")
+    return value
+
+
 def finite_tensor(tensor, what: str) -> None:
     """Refuse audio (or any tensor) holding NaN or infinite values."""
     import torch

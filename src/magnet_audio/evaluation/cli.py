@@ -44,7 +44,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         generation = runner.generate_items(items, args.model, out / "generated", device=args.device,
                                            t5_path=args.t5_path, params=sampling_overrides(args),
                                            batch_size=args.batch, seed=args.seed, progress=not args.quiet,
-                                           fast=args.fast)
+                                           fast=args.fast, source=args.prompts)
+        if generation["rank"] != 0:  # under torchrun: the first process scores, once every clip is there
+            return
         notes.append(f"generated: {len(items)} clips with {args.model} into {out / 'generated'}")
     reference_set = runner.list_audio(args.reference) if args.reference else None
     options = {"checkpoint": args.vggish_checkpoint, "pretrained_length": args.passt_length,
