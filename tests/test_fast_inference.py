@@ -16,7 +16,7 @@ from magnet_audio.decoding.schedules import guidance_coef, mask_rates
 from magnet_audio.errors import InputError
 from magnet_audio.lm import MagnetLM
 from magnet_audio.lm.transformer import RowKVCache
-from conftest import tiny_magnet_lm
+from helpers import tiny_magnet_lm
 
 
 @pytest.fixture(scope="module")
