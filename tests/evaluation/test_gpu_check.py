@@ -12,7 +12,7 @@ import torch
 
 from magnet_audio.evaluation import gpu_check
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_toy_check_end_to_end(tmp_path):
