@@ -402,6 +402,7 @@ def test_temporary_results_are_swept():
     assert not generator.output_dir.exists()
 
 
+@pytest.mark.slow
 def test_uploads_over_the_limit_are_refused(server):
     httpx = pytest.importorskip("httpx", reason="httpx is not installed")
     url = server["url"] + "gradio_api/upload"

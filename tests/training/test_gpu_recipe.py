@@ -59,6 +59,7 @@ def caches(tmp_path_factory):
     return root, codec
 
 
+@pytest.mark.slow
 def test_toy_run_returns_a_model_that_assembles_and_loads(caches, tmp_path, capsys):
     root, codec = caches
     out = tmp_path / "OUT"
