@@ -268,3 +268,54 @@ def test_sigkill_then_resume_under_torchrun_is_bit_for_bit(tmp_path):
     for name, state in a["optimizer"]["state"].items():
         assert all(torch.equal(state[k], b["optimizer"]["state"][name][k]) for k in state), name
     assert not list((killed_dir / "checkpoints").glob(".*tmp*"))
+
+
+def test_tensorboard_logs_scalars_and_samples(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from magnet_audio.audio import audio_write
+
+    def write_samples(step: int, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        t = torch.arange(16000) / 16000
+        audio_write(out / "00_tone", (0.3 * torch.sin(2 * torch.pi * 440 * t))[None], 16000)
+
+    cfg = _cfg(tmp_path / "run", 2, "ddp")
+    cfg.log.tensorboard, cfg.samples.every = True, 2
+    lm = _lm()
+    trainer = Trainer(cfg, FixedMaskObjective(lm), DistInfo(), GlobalBatches(0, 1), [GlobalBatches(0, 1)(10_000)],
+                      {"kind": "magnet"}, write_samples)
+    trainer.run(open_run(cfg, False, DistInfo()))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"audio": 0, "images": 0}).Reload()
+    tags = events.Tags()
+    assert {"train/ce", "train/lr", "train/grad_norm", "train/tokens_per_s", "valid/ce"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("train/ce")] == [1, 2]
+    assert [e.value for e in events.Scalars("train/ce")] == pytest.approx([r["ce"] for r in _rows(tmp_path / "run",
+                                                                                                   "train")])
+    assert tags["audio"] == ["samples/00_tone"] and tags["images"] == ["spectrogram/00_tone"]
+
+
+@pytest.mark.slow
+def test_codec_trains_sharded_under_torchrun(tmp_path):
+    """The codec with its discriminator under FSDP: sharded checkpoints, and the export at the end."""
+    data = tmp_path / "audio"
+    data.mkdir()
+    t = np.arange(16000) / 32000
+    for i in range(6):
+        sf.write(data / f"{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 30 * i) * t)).astype(np.float32), 32000)
+    run = tmp_path / "codec"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "magnet_audio.training.codec_train", "configs/codec_tiny.yaml", f"data.train={data}", f"run_dir={run}",
+           "losses.adversarial=true", "losses.discriminator.filters=4", "losses.discriminator.n_ffts=[256,128]",
+           "losses.discriminator.hop_lengths=[64,32]", "losses.discriminator.win_lengths=[256,128]",
+           "model.n_filters=4", "model.dimension=16", "data.segment_duration=0.25", "data.batch_size=4",
+           "model.threshold_ema_dead_code=1", "log.progress=false", "device=cpu", "optim.steps=4",
+           "checkpoint.every=2", "valid.every=2", "log.every=2", "distributed.strategy=fsdp"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = list_checkpoints(run)
+    assert [step for step, _ in found] == [2, 4] and all(path.suffix == ".dcp" for _, path in found)
+    ckpt = load_checkpoint(found[-1][1])
+    assert ckpt["world_size"] == 2 and ckpt["meta"]["kind"] == "codec"
+    assert (run / "export" / "compression_state_dict.bin").is_file()

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import nn
+
+from ..errors import CheckpointError
 
 SHARDED_SUFFIX = ".dcp"
 MARKER = "COMMITTED"
@@ -118,3 +121,34 @@ def load_full(path: Path) -> dict:
         ema = {**ema, "state": state["ema"]["state"]}
     return {**header, "objective": state["objective"], "optimizer": state["optimizer"], "ema": ema,
             "sharded": str(path)}
+
+
+def training_state(objective: nn.Module, optimizer: torch.optim.Optimizer, ema) -> dict:
+    """What a checkpoint holds besides its header, as DCP state dicts (sharded under FSDP): the
+    objective, the optimizer (keyed by parameter names) and the EMA's tensors (``ema``: an
+    :class:`~magnet_audio.training.runtime.EMA` or None)."""
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optim_state = get_state_dict(objective, optimizer)
+    state = {"objective": model_state, "optimizer": optim_state}
+    if ema is not None:
+        state["ema"] = {"state": ema.state}
+    return state
+
+
+def load_training_state(ckpt: dict, objective: nn.Module, optimizer: torch.optim.Optimizer, ema) -> None:
+    """Load the tensors of the sharded checkpoint ``ckpt["sharded"]`` (a header from
+    :func:`read_header`) into this run's layout, on any number of processes (DCP reshards); the
+    EMA's tensors go into ``ckpt["ema"]["state"]`` for ``EMA.load_state_dict``."""
+    from torch.distributed.checkpoint.state_dict import set_state_dict
+
+    state = training_state(objective, optimizer, ema)
+    if ema is not None and ckpt.get("ema") is None:
+        del state["ema"]  # the checkpoint has none: the EMA starts from the current weights
+    try:
+        load_into(state, Path(ckpt["sharded"]))
+        set_state_dict(objective, optimizer, model_state_dict=state["objective"], optim_state_dict=state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"the checkpoint does not match this configuration's model: {exc}") from exc
+    if "ema" in state:
+        ckpt["ema"] = {**ckpt["ema"], "state": state["ema"]["state"]}

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ..errors import CheckpointError, InputError, TrainingDiverged
 from .config import TrainConfig
 from .data import BatchStream, sub_seed
-from .dcp import SHARDED_SUFFIX, header_blob, load_into, read_header, save_sharded
+from .dcp import SHARDED_SUFFIX, header_blob, load_training_state, read_header, save_sharded, training_state
 from .runtime import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, EMA, DistInfo, MetricsLog, autocast,
                       autocast_dtype, barrier, capture_rng, list_checkpoints, load_checkpoint, lr_factor,
                       restore_rng, save_atomic, seed_all)
@@ -158,16 +158,6 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else None}
 
-    def _sharded_state(self) -> dict:
-        """What a sharded checkpoint holds besides its header (see :mod:`.dcp`), as DCP state dicts."""
-        from torch.distributed.checkpoint.state_dict import get_state_dict
-
-        model_state, optim_state = get_state_dict(self.objective, self.optimizer)
-        state = {"objective": model_state, "optimizer": optim_state}
-        if self.ema is not None:
-            state["ema"] = {"state": self.ema.state}
-        return state
-
     def _stop_if_diverged(self, finite: torch.Tensor, what: str) -> None:
         """Raise :class:`TrainingDiverged` (on every rank) unless ``finite`` (a bool tensor) holds on all
         ranks; the message names the last checkpoint, which is from before the divergence."""
@@ -223,7 +213,7 @@ class Trainer:
         """Every rank writes its shards (:mod:`.dcp`); rank 0 commits and prunes. The path on rank 0."""
         header = self._header(rng_states)
         header["ema"] = {"count": self.ema.count, "decay": self.ema.decay} if self.ema is not None else None
-        state = {**self._sharded_state(), "header": header_blob(header)}
+        state = {**training_state(self.objective, self.optimizer, self.ema), "header": header_blob(header)}
         path = self.run_dir / CHECKPOINT_DIR / CHECKPOINT_FORMAT.format(self.step).replace(".pt", SHARDED_SUFFIX)
         save_sharded(state, path, self.info.is_main, lambda: barrier(self.info))
         if self.info.is_main:
@@ -231,23 +221,6 @@ class Trainer:
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
         barrier(self.info)
         return path if self.info.is_main else None
-
-    def _load_sharded(self, ckpt: dict) -> None:
-        """Load the tensors of the sharded checkpoint ``ckpt["sharded"]`` into this run's layout
-        (any number of processes: DCP reshards) and its EMA count into ``ckpt["ema"]``."""
-        from torch.distributed.checkpoint.state_dict import set_state_dict
-
-        state = self._sharded_state()
-        if self.ema is not None and ckpt.get("ema") is None:
-            del state["ema"]  # the checkpoint has none: the EMA starts from the current weights
-        try:
-            load_into(state, Path(ckpt["sharded"]))
-            set_state_dict(self.objective, self.optimizer, model_state_dict=state["objective"],
-                           optim_state_dict=state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"the checkpoint does not match this configuration's model: {exc}") from exc
-        if "ema" in state:
-            ckpt["ema"] = {**ckpt["ema"], "state": state["ema"]["state"]}
 
     def _check_ranks_in_sync(self) -> None:
         """Raise if the ranks' weights differ (they must be identical under DDP)."""
@@ -262,7 +235,7 @@ class Trainer:
         if ckpt.get("model_key") != self.objective.model_key:
             raise CheckpointError(f"the checkpoint trains {ckpt.get('model_key')!r}, not {self.objective.model_key!r}")
         if ckpt.get("sharded"):
-            self._load_sharded(ckpt)
+            load_training_state(ckpt, self.objective, self.optimizer, self.ema)
         elif self.sharded and self.info.distributed:
             raise CheckpointError("a single-file (ddp) checkpoint cannot be resumed with distributed.strategy fsdp on "
                                   "several processes: resume it with strategy ddp")
@@ -365,14 +338,21 @@ class Trainer:
         was_training = self.objective.training
         self.objective.eval()
         ctx = self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
+        batches = list(self.valid_batches)
+        count = len(batches)
+        if self.sharded and self.info.distributed:  # every forward is collective: pad to the most batches
+            n = torch.tensor([count])
+            dist.all_reduce(n, op=dist.ReduceOp.MAX)
+            batches += [batches[0] if batches else self.make_batch(0)] * (int(n) - count)  # not counted
         with ctx:
-            for i, batch in enumerate(self.valid_batches):
+            for i, batch in enumerate(batches):
                 seed = sub_seed(self.cfg.seed, 3, i, self.info.rank)
                 generator = torch.Generator(self.info.device).manual_seed(seed)
                 with self._autocast():
                     _, metrics = self.objective(*_to_device(batch, self.info.device), generator=generator,
                                                 rng=random.Random(seed))
-                averager.add(metrics)
+                if i < count:
+                    averager.add(metrics)
         self.objective.train(was_training)
         return averager.reduce(self.info)
 
@@ -410,7 +390,12 @@ class Trainer:
         bar = tqdm(total=cfg.optim.steps, initial=self.step, desc="train", unit="step",
                    disable=not (info.is_main and cfg.log.progress))
         averager, last_valid = _Averager(), {}
-        if self.valid_batches and self.step == 0:  # the starting point, for comparison
+        has_valid = bool(self.valid_batches)
+        if info.distributed:  # a rank with no validation batch still takes part (the reduction is collective)
+            flag = torch.tensor([float(has_valid)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            has_valid = bool(flag.item())
+        if has_valid and self.step == 0:  # the starting point, for comparison
             last_valid = self.validate()
             if info.is_main:
                 self._log("valid", 0, last_valid)
@@ -440,7 +425,7 @@ class Trainer:
                         if not cfg.log.progress:
                             logger.info("step %d %s", self.step, _fmt(metrics))
                     averager, tokens, seconds = _Averager(), 0, 0.0
-                if self.valid_batches and (last or (cfg.valid.every and self.step % cfg.valid.every == 0)):
+                if has_valid and (last or (cfg.valid.every and self.step % cfg.valid.every == 0)):
                     last_valid = self.validate()
                     if info.is_main:
                         self._log("valid", self.step, last_valid)

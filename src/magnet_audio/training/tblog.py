@@ -20,6 +20,11 @@ from ..errors import InputError
 TENSORBOARD_DIR = "tensorboard"
 
 
+def tensorboard_hint(run_dir: str | Path) -> str:
+    """The line ``magnet train`` prints when ``log.tensorboard`` is on."""
+    return f"TensorBoard logs: tensorboard --logdir {Path(run_dir) / TENSORBOARD_DIR}"
+
+
 def spectrogram_image(wav: torch.Tensor, n_fft: int = 1024, hop: int = 256, floor_db: float = -80.0) -> torch.Tensor:
     """[F, T] values in [0, 1] (low frequencies at the bottom) of a mono mix of ``wav`` [C, N]."""
     mono = wav.float().mean(0)
