@@ -87,12 +87,13 @@ class GlobalBatches:
 
 
 def _cfg(run_dir: Path, steps: int, strategy: str) -> TrainConfig:
+    """fsdp with activation checkpointing: recomputing the (dropout-free) layers changes nothing."""
     return from_dict(TrainConfig, {
         "run_dir": str(run_dir), "device": "cpu", "precision": "fp32", "data": {"train": "unused"},
         "optim": {"steps": steps, "warmup": 0, "lr": 3e-3, "grad_accum": 2, "max_norm": 0.2, "schedule": "constant"},
         "ema": {"every": 1, "decay": 0.9}, "valid": {"every": 2}, "samples": {"every": 0},
         "checkpoint": {"every": 2, "keep_last": 5}, "log": {"every": 1, "progress": False},
-        "distributed": {"strategy": strategy, "backend": "gloo"}})
+        "distributed": {"strategy": strategy, "backend": "gloo", "activation_checkpointing": strategy == "fsdp"}})
 
 
 def _train(info: DistInfo, run_dir: Path, steps: int, strategy: str, resume=False) -> None:
@@ -319,3 +320,23 @@ def test_codec_trains_sharded_under_torchrun(tmp_path):
     ckpt = load_checkpoint(found[-1][1])
     assert ckpt["world_size"] == 2 and ckpt["meta"]["kind"] == "codec"
     assert (run / "export" / "compression_state_dict.bin").is_file()
+
+
+def test_activation_checkpointing_recomputes_each_layer_in_backward():
+    from magnet_audio.training.sharding import blocks, shard
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        calls = []
+        for checkpointing in (False, True):
+            objective = FixedMaskObjective(_lm())
+            shard(objective, torch.device("cpu"), None, activation_checkpointing=checkpointing)
+            count = [0]
+            blocks(objective)[0].self_attn.register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+            loss, _ = objective(*GlobalBatches(0, 1)(0))
+            loss.backward()
+            calls.append(count[0])
+        assert calls == [1, 2]  # once in forward, and once more in backward when checkpointed
+    finally:
+        torch.distributed.destroy_process_group()
