@@ -341,7 +341,7 @@ class Trainer:
         batches = list(self.valid_batches)
         count = len(batches)
         if self.sharded and self.info.distributed:  # every forward is collective: pad to the most batches
-            n = torch.tensor([count])
+            n = torch.tensor([count], device=self.info.device)  # nccl reduces CUDA tensors only
             dist.all_reduce(n, op=dist.ReduceOp.MAX)
             batches += [batches[0] if batches else self.make_batch(0)] * (int(n) - count)  # not counted
         with ctx:
@@ -392,7 +392,7 @@ class Trainer:
         averager, last_valid = _Averager(), {}
         has_valid = bool(self.valid_batches)
         if info.distributed:  # a rank with no validation batch still takes part (the reduction is collective)
-            flag = torch.tensor([float(has_valid)])
+            flag = torch.tensor([float(has_valid)], device=info.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             has_valid = bool(flag.item())
         if has_valid and self.step == 0:  # the starting point, for comparison
