@@ -130,6 +130,7 @@ def _rows(run_dir: Path, split: str) -> list[dict]:
 def runs(tmp_path_factory):
     """4 updates of 2 micro-batches each: 2 FSDP processes, and 1 process on the same global batches."""
     root = tmp_path_factory.mktemp("fsdp")
+    # spawn, not fork: forking a process whose OpenMP pool has run can hang the children
     mp.spawn(_worker, args=(2, _free_port(), str(root / "fsdp"), 4), nprocs=2, join=True)
     _train(DistInfo(), root / "single", 4, "ddp")
     return root
@@ -340,3 +341,18 @@ def test_activation_checkpointing_recomputes_each_layer_in_backward():
         assert calls == [1, 2]  # once in forward, and once more in backward when checkpointed
     finally:
         torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_bench_train_fsdp_halves_the_training_state_per_rank():
+    from magnet_audio.training.bench import format_result, run_train_bench
+
+    options = dict(size="tiny", batch=1, duration=0.5, steps=1, warmup=0, device="cpu", precision="fp32", nproc=2)
+    ddp, fsdp = (run_train_bench(**options, strategy=s) for s in ("ddp", "fsdp"))
+    assert ddp["nproc"] == fsdp["nproc"] == 2 and len(fsdp["peak_memory_per_rank"]) == 2
+    # float32 weights, gradients and 2 AdamW moments (plus AdamW's 4-byte step count per tensor: the tolerance)
+    assert ddp["state_bytes_per_rank"][0] == pytest.approx(16 * ddp["params"], rel=1e-4)
+    # each rank holds its shard of every tensor: together, one copy
+    assert sum(fsdp["state_bytes_per_rank"]) == pytest.approx(16 * ddp["params"], rel=1e-4)
+    assert max(fsdp["state_bytes_per_rank"]) < 0.6 * ddp["state_bytes_per_rank"][0]
+    assert "fsdp x 2 processes" in format_result(fsdp) and fsdp["tokens_per_s"] > 0
