@@ -30,8 +30,8 @@ from magnet_audio.training.export import export
 from magnet_audio.training.loop import Trainer, open_run
 from magnet_audio.training.runtime import DistInfo, init_distributed, list_checkpoints, load_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures" / "audiocraft-tiny"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "audiocraft-tiny"
 CODEC = FIXTURES / "compression_state_dict.bin"  # 4 codebooks of 64 at 50 Hz
 GLOBAL_BATCH = 4
 # float32 sums reduced in another order (2 ranks' partial gradients, sharded norms) differ in the last
