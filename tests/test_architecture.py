@@ -22,7 +22,7 @@ ROOT = "magnet_audio"
 #: docs/architecture.md is this one.
 LAYERS: list[dict[str, list[str]]] = [
     {"base": ["errors", "version", "names", "utils", "validation", "audio", "checkpoints", "benchmarking",
-              "cli_options"]},
+              "cli_options", "distributed"]},
     {"codec": ["codec"], "conditioning": ["conditioning"], "data": ["data"]},
     {"lm": ["lm"]},
     {"decoding": ["decoding"]},

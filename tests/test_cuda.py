@@ -112,7 +112,8 @@ def test_half_precision_fast_mode(model):
 
 
 def test_device_auto_selection_picks_cuda(fixture_dir):
-    from magnet_audio.training.runtime import autocast_dtype, init_distributed
+    from magnet_audio.distributed import init_distributed
+    from magnet_audio.training.runtime import autocast_dtype
 
     assert default_device().type == DEVICE and resolve_device(None).type == DEVICE
     auto = MAGNeT.get_pretrained(str(fixture_dir), t5_path=fixture_dir / "t5")  # device=None

@@ -28,7 +28,8 @@ from magnet_audio.training.config import TrainConfig, from_dict
 from magnet_audio.training.dcp import MARKER
 from magnet_audio.training.export import export
 from magnet_audio.training.loop import Trainer, open_run
-from magnet_audio.training.runtime import DistInfo, init_distributed, list_checkpoints, load_checkpoint
+from magnet_audio.distributed import DistInfo, init_distributed
+from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "audiocraft-tiny"

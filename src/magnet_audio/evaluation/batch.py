@@ -33,7 +33,6 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -42,13 +41,14 @@ import torch.distributed as dist
 
 from .. import validation
 from ..audio import audio_write
+from ..distributed import barrier, init_distributed
 from ..errors import InputError
 from ..utils import slugify, write_atomic
 from .items import EvalItem, load_prompts
 
 MANIFEST = "generated.jsonl"
 #: How long a process waits for the others at the start and at the end (the slowest rank's share).
-TIMEOUT = timedelta(hours=24)
+TIMEOUT_MINUTES = 24 * 60.0
 
 
 @dataclass
@@ -152,24 +152,6 @@ def finished(out_dir: Path, job: Job, expected: dict) -> dict | None:
     return record if (out_dir / record["path"]).is_file() else None
 
 
-def _join(device: torch.device) -> tuple[int, int, bool]:
-    """(rank, world size, whether this call created the process group)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, False
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
-    return dist.get_rank(), world, True
-
-
-def _barrier(device: torch.device) -> None:
-    """Wait for every process (on nccl, on this process's GPU)."""
-    dist.barrier(device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
-
-
 def generate_jobs(model, jobs: Sequence[Job], out_dir: str | os.PathLike, *, batch_size: int = 4,
                   overwrite: bool = False, generate: Callable[[list[str]], torch.Tensor] | None = None,
                   write_options: dict | None = None, progress: bool = True, echo: bool = False) -> dict:
@@ -189,10 +171,10 @@ def generate_jobs(model, jobs: Sequence[Job], out_dir: str | os.PathLike, *, bat
     # every process reads the folder before any joins the group, and none writes before all joined
     done = {} if overwrite else {j.stem: r for j in jobs if (r := finished(out_dir, j, expected[j.stem]))}
     pending = [b for b in batches if any(j.stem not in done for j in b)]
-    rank, world, owner = _join(model.device)
+    info = init_distributed(str(model.device), timeout_minutes=TIMEOUT_MINUTES)
+    rank, world = info.rank, info.world_size
     try:
-        if world > 1:
-            _barrier(model.device)
+        barrier(info)
         mine = pending[rank::world]
         written = 0
         for number, batch in enumerate(mine, 1):
@@ -200,8 +182,7 @@ def generate_jobs(model, jobs: Sequence[Job], out_dir: str | os.PathLike, *, bat
                 print(f"[rank {rank}] batch {number} of {len(mine)}: prompts {batch[0].index + 1}-"
                       f"{batch[-1].index + 1} of {len(jobs)}", file=sys.stderr)
             written += _generate_batch(model, batch, out_dir, done, expected, generate, options, rank, echo)
-        if world > 1:
-            _barrier(model.device)
+        barrier(info)
         result = {"rank": rank, "world_size": world, "generated": written, "skipped": len(done)}
         if rank == 0:
             result["records"] = _write_manifest(out_dir, jobs, expected)
@@ -211,7 +192,7 @@ def generate_jobs(model, jobs: Sequence[Job], out_dir: str | os.PathLike, *, bat
                       f"{len(done)} already there; manifest {result['manifest']}", file=sys.stderr)
         return result
     finally:
-        if owner:
+        if info.owns_group:
             dist.destroy_process_group()
 
 

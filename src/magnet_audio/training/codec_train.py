@@ -56,7 +56,8 @@ from .config import (CheckpointConfig, DistributedConfig, EMAConfig, LogConfig, 
                      read_config)
 from .data import AudioSegments, EpochSampler, load_items, split_items, sub_seed
 from .loop import Trainer, open_run
-from .runtime import checkpoint_weights, find_checkpoint, init_distributed, load_checkpoint, seed_all
+from ..distributed import init_distributed
+from .runtime import checkpoint_weights, find_checkpoint, load_checkpoint, seed_all
 from .tblog import tensorboard_hint
 
 logger = logging.getLogger(__name__)

@@ -37,11 +37,12 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import CheckpointError, InputError, TrainingDiverged
+from ..distributed import DistInfo, barrier
 from .config import TrainConfig
 from .data import BatchStream, sub_seed
 from .dcp import SHARDED_SUFFIX, header_blob, load_training_state, read_header, save_sharded, training_state
-from .runtime import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, EMA, DistInfo, MetricsLog, autocast,
-                      autocast_dtype, barrier, capture_rng, list_checkpoints, load_checkpoint, lr_factor,
+from .runtime import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, EMA, MetricsLog, autocast,
+                      autocast_dtype, capture_rng, list_checkpoints, load_checkpoint, lr_factor,
                       restore_rng, save_atomic, seed_all)
 from .sharding import full, local, shard
 from .tblog import TensorBoardLog

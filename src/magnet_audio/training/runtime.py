@@ -7,8 +7,8 @@ are kept. They hold the objective, optimizer, scheduler, GradScaler and EMA stat
 of every rank (torch, CUDA, numpy, Python) and the step; batches are a pure function of the step
 (:class:`~magnet_audio.training.data.EpochSampler`), so ``--resume`` continues bit for bit.
 
-Many processes: under ``torchrun`` (``WORLD_SIZE`` > 1) the objective is wrapped in
-DistributedDataParallel (gloo on CPU, nccl on GPU), each rank reads its own shard of the data, and
+Many processes (:mod:`magnet_audio.distributed` joins the group): under ``torchrun``
+(``WORLD_SIZE`` > 1) the objective is wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU), each rank reads its own shard of the data, and
 only rank 0 writes files. At every checkpoint the ranks compare a checksum of their weights and stop
 with an error if they ever differ. With ``distributed.strategy: fsdp`` the objective is sharded
 instead (:mod:`.sharding`) and checkpoints are sharded folders (:mod:`.dcp`, ``checkpoint_*.dcp``),
@@ -25,17 +25,14 @@ import math
 import os
 import random
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..checkpoints import safe_load
 from ..errors import CheckpointError, InputError
-from ..validation import device as check_device
 from .dcp import SHARDED_SUFFIX, is_committed, load_full
 
 
@@ -44,56 +41,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FORMAT = "checkpoint_{:08d}.pt"
 CHECKPOINT_VERSION = 1
-
-# ----------------------------------------------------------------------------------- processes
-
-
-@dataclass
-class DistInfo:
-    """This process's place in the run."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def init_distributed(device: str = "auto", backend: str = "auto", timeout_minutes: float = 60.0) -> DistInfo:
-    """Join the process group torchrun describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``) if any.
-
-    ``device`` ``auto`` picks CUDA (``cuda:LOCAL_RANK``) when available, else CPU; ``backend``
-    ``auto`` is nccl on CUDA and gloo otherwise.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    check_device(device, "the config's device")  # "banana" or a missing GPU: one line, not a traceback
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        if backend == "auto":
-            backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
-    return DistInfo(rank, world, local_rank, dev)
-
-
-def barrier(info: DistInfo) -> None:
-    if info.distributed:
-        dist.barrier()
-
 
 # ----------------------------------------------------------------------------------- precision, schedule, EMA
 

@@ -27,7 +27,8 @@ from .config import TrainConfig
 from .data import DescriptionConfig, EpochSampler, split_items, sub_seed
 from .loop import Trainer, open_run
 from .objectives import MagnetObjective
-from .runtime import DistInfo, barrier, init_distributed, seed_all
+from ..distributed import DistInfo, barrier, init_distributed
+from .runtime import seed_all
 from .tokens import CacheMeta, TokenCache, TokenCrops, is_token_cache, tokenize
 
 
