@@ -11,7 +11,7 @@ from magnet_audio.decoding import GenerationParams, generate_codes
 from magnet_audio.decoding.editing import Window, align, merge, plan_windows, seconds_to_frames
 from magnet_audio.decoding.magnet import first_step
 from magnet_audio.decoding.params import FastOptions
-from conftest import tiny_magnet_lm
+from helpers import tiny_magnet_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
