@@ -27,7 +27,8 @@ LAYERS: list[dict[str, list[str]]] = [
     {"decoding": ["decoding"]},
     {"models": ["", "genmodel", "models", "musicgen"]},  # "": the package itself (magnet_audio/__init__.py)
     {"training": ["training"], "evaluation": ["evaluation"]},
-    {"interfaces": ["cli", "train", "app", "app_page", "data.cli", "evaluation.cli", "training.cli"]},
+    {"interfaces": ["cli", "edit_cli", "train", "app", "app_page", "app_edit", "data.cli", "evaluation.cli",
+                    "training.cli"]},
 ]
 
 
