@@ -9,7 +9,7 @@ import soundfile as sf
 
 from magnet_audio.cli import main
 from magnet_audio.errors import InputError
-from magnet_audio.validation import edit_regions, strength
+from magnet_audio.validation import parse_regions, strength
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,13 +28,13 @@ def _model_args(fixture_dir):
 
 
 def test_regions_and_strength_are_checked():
-    assert edit_regions(["3.0:5.5", "-2:0", "9:12"]) == [(-2.0, 0.0), (3.0, 5.5), (9.0, 12.0)]
-    assert edit_regions("1:2, 2:3") == [(1.0, 2.0), (2.0, 3.0)]  # touching is not overlapping
-    assert edit_regions([(1, 2)]) == [(1.0, 2.0)]
+    assert parse_regions(["3.0:5.5", "-2:0", "9:12"]) == [(-2.0, 0.0), (3.0, 5.5), (9.0, 12.0)]
+    assert parse_regions("1:2, 2:3") == [(1.0, 2.0), (2.0, 3.0)]  # touching is not overlapping
+    assert parse_regions([(1, 2)]) == [(1.0, 2.0)]
     for bad, message in [(["3:2"], "end must be after the start"), (["a:b"], "START:END"), (["3"], "START:END"),
                          (["1:4", "2:5"], "overlap"), (["1:inf"], "finite"), ([], "at least one")]:
         with pytest.raises(InputError, match=message):
-            edit_regions(bad)
+            parse_regions(bad)
     assert strength(0.3) == 0.3
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         strength(1.5)

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -280,11 +280,13 @@ class Generator:
 
     def generate(self, prompts_text: str, model_name: str, duration: Any, steps: Any, cfg_max: Any,
                  cfg_min: Any, temperature: Any, top_p: Any, seed: Any, fast: Any = False,
-                 progress=None) -> list[dict]:
+                 progress=None, edit: Callable | None = None) -> list[dict]:
         """Generate one clip per prompt; returns a dict per clip (audio and spectrogram paths, info).
 
         fast: decode with the fast-mode preset (``set_generation_params(fast=True)``, approximate;
             docs/fast-inference.md) instead of exact decoding.
+        edit: instead of ``model.generate(prompts)``, ``edit(model, prompts)`` returns the audio
+            [B, C, T] and details added to each clip's (an edit of an audio file: :mod:`.app_edit`).
         """
         import torch
 
@@ -314,7 +316,8 @@ class Generator:
             torch.manual_seed(params["seed"])
             start = time.perf_counter()
             try:
-                wav = model.generate(prompts).detach().float().cpu()
+                wav, extra = edit(model, prompts) if edit is not None else (model.generate(prompts), {})
+                wav = wav.detach().float().cpu()
             finally:
                 model.set_custom_progress_callback(None)
             elapsed = time.perf_counter() - start
@@ -340,7 +343,7 @@ class Generator:
                 "decoding_steps": decoding_steps, "max_cfg_coef": params["max_cfg_coef"],
                 "min_cfg_coef": params["min_cfg_coef"], "temperature": params["temperature"],
                 "top_p": params["top_p"], "beat_lock": model.generation_params.beat_lock, "fast": params["fast"],
-                "generation_s": round(elapsed, 3),
+                "generation_s": round(elapsed, 3), **extra,
             })
         return results
 

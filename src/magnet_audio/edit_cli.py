@@ -23,7 +23,7 @@ from typing import Any
 
 from .cli_options import add_sampling_arguments, sampling_overrides
 from .errors import InputError
-from .validation import audio_input, edit_regions, finite_float, strength, writable_target
+from .validation import audio_file, finite_float, parse_regions, strength, writable_target
 
 #: Suffixes that make ``--out`` a file name rather than a folder.
 AUDIO_SUFFIXES = {".wav": "wav", ".flac": "flac", ".ogg": "ogg", ".mp3": "mp3"}
@@ -58,7 +58,7 @@ def read_input(path: str | Path, model, quiet: bool = False, what: str = "input 
     """Read ``path`` and convert it to ``model``'s codec rate and channels, saying so in one line."""
     from .audio import audio_read, convert_audio
 
-    path, file_sr, file_channels, _ = audio_input(path, what)
+    path, file_sr, file_channels, _ = audio_file(path, what)
     wav, _ = audio_read(path)
     wav = convert_audio(wav, file_sr, model.sample_rate, model.audio_channels)
     changes = []
@@ -123,6 +123,17 @@ def add_continue_arguments(parser: argparse.ArgumentParser) -> None:
                             "it, at most half the model's window)")
 
 
+def prompt_seconds(source: InputAudio, seconds: float | None, model, what: str = "--prompt-seconds") -> float:
+    """The seconds at the end of ``source`` that prompt a continuation: ``seconds``, in (0, the
+    model's window) and at most the file's length; None: all of it, at most half the window."""
+    if seconds is None:
+        seconds = min(source.seconds, model.max_duration / 2)
+    seconds = finite_float(seconds, what, 0, model.max_duration, low_open=True, high_open=True)
+    if seconds > source.seconds + 1e-6:
+        raise InputError(f"{what} {seconds:g} is longer than {source.path.name} ({source.seconds:.2f} s)")
+    return seconds
+
+
 @dataclasses.dataclass
 class Continuation:
     """``magnet generate --continue``: the prompt audio and what the sidecar records."""
@@ -136,15 +147,8 @@ class Continuation:
         if args.hybrid_ar:
             raise InputError("--continue and --hybrid-ar cannot be combined")
         source = read_input(args.continue_from, model, args.quiet, "--continue file")
-        seconds = args.prompt_seconds
-        if seconds is None:
-            seconds = min(source.seconds, model.max_duration / 2)
-        seconds = finite_float(seconds, "--prompt-seconds", 0, model.max_duration, low_open=True, high_open=True)
-        if seconds > source.seconds + 1e-6:
-            raise InputError(f"--prompt-seconds {seconds:g} is longer than {source.path.name} "
-                             f"({source.seconds:.2f} s)")
         seed = random_seed() if args.seed is None else args.seed
-        return Continuation(source, seconds, seed)
+        return Continuation(source, prompt_seconds(source, args.prompt_seconds, model), seed)
 
     def generate(self, model, prompts: list[str], progress: bool):
         keep = max(1, int(round(self.prompt_seconds * self.source.sample_rate)))
@@ -171,8 +175,8 @@ def cmd_edit(args: argparse.Namespace) -> None:
     prompt = args.prompt.strip()
     if not prompt:
         raise InputError("give a non-empty prompt")
-    input_path = audio_input(args.input)[0]  # before loading the model: a bad file fails at once
-    regions = edit_regions(args.region) if args.region else None
+    input_path = audio_file(args.input)[0]  # before loading the model: a bad file fails at once
+    regions = parse_regions(args.region) if args.region else None
     vary = strength(args.vary, "--vary") if args.vary is not None else None
     if regions is None and vary is None:
         raise InputError("give --region START:END (inpaint / outpaint) or --vary STRENGTH")

@@ -290,7 +290,7 @@ def cli_args(args) -> None:
 # ----------------------------------------------------------------------------------- editing
 
 
-def edit_region(value: Any, what: str = "--region") -> tuple[float, float]:
+def parse_region(value: Any, what: str = "--region") -> tuple[float, float]:
     """One edit region in seconds, from ``"START:END"`` (``"3.0:5.5"``) or a ``(start, end)`` pair:
     finite, ``start < end``, within an hour of the clip. A negative start or an end past the clip
     is allowed (outpainting)."""
@@ -313,15 +313,15 @@ def edit_region(value: Any, what: str = "--region") -> tuple[float, float]:
     return start, end
 
 
-def edit_regions(values: Any, what: str = "--region") -> list[tuple[float, float]]:
-    """Edit regions (see :func:`edit_region`), sorted by start; at least one, none overlapping
+def parse_regions(values: Any, what: str = "--region") -> list[tuple[float, float]]:
+    """Edit regions (see :func:`parse_region`), sorted by start; at least one, none overlapping
     (regions that only touch are fine). A string may hold several, separated by commas or spaces:
     ``"1:2, 4:5.5"``."""
     if isinstance(values, str):
         values = [v for v in values.replace(",", " ").split() if v]
     if not isinstance(values, (list, tuple)) or not values:
-        raise InputError(f"give at least one {what} START:END (seconds)")
-    regions = sorted(edit_region(v, what) for v in values)
+        raise InputError(f"{what}: give at least one START:END (seconds)")
+    regions = sorted(parse_region(v, what) for v in values)
     for (s1, e1), (s2, e2) in zip(regions, regions[1:]):
         if s2 < e1:
             raise InputError(f"{what} {s1:g}:{e1:g} and {s2:g}:{e2:g} overlap: give separate regions")
@@ -333,7 +333,7 @@ def strength(value: Any, what: str = "strength") -> float:
     return finite_float(value, what, 0, 1)
 
 
-def audio_input(path: Any, what: str = "input audio") -> tuple[Path, int, int, float]:
+def audio_file(path: Any, what: str = "input audio") -> tuple[Path, int, int, float]:
     """An audio file to edit or continue: ``(path, sample_rate, channels, seconds)``. A missing file,
     a folder, a file libsndfile cannot read as audio, or an empty one is an :class:`InputError`."""
     import soundfile
