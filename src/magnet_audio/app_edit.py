@@ -71,7 +71,8 @@ def edit_runner(request: EditRequest) -> Callable | None:
     def run(model, prompts: list[str]):
         source = read_input(request.audio, model, quiet=True, what="Input audio")
         wav = source.wav[None].expand(len(prompts), -1, -1)
-        details: dict = {"mode": request.mode, "input": {**source.describe(), "path": Path(source.path).name}}
+        described = source.describe()  # a "path" key would make gradio_client download it as a file
+        details: dict = {"mode": request.mode, "input": {"name": Path(described.pop("path")).name, **described}}
         if request.mode == "continue":
             seconds = prompt_seconds(source, request.prompt_seconds, model, "Prompt seconds")
             out = Continuation(source, seconds, seed=0).generate(model, prompts, progress=False)
