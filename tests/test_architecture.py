@@ -25,7 +25,7 @@ LAYERS: list[dict[str, list[str]]] = [
     {"codec": ["codec"], "conditioning": ["conditioning"], "data": ["data"]},
     {"lm": ["lm"]},
     {"decoding": ["decoding"]},
-    {"models": ["", "genmodel", "models", "musicgen"]},  # "": the package itself (magnet_audio/__init__.py)
+    {"models": ["", "genmodel", "models", "musicgen", "editing"]},  # "": the package itself (magnet_audio/__init__.py)
     {"training": ["training"], "evaluation": ["evaluation"]},
     {"interfaces": ["cli", "__main__", "train", "app", "app_page", "data.cli", "evaluation.cli", "training.cli"]},
 ]
