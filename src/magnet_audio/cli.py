@@ -11,7 +11,7 @@ from .app_page import add_subcommands as add_app
 from .cli_options import add_sampling_arguments, run_command, sampling_overrides
 from .data.cli import add_subcommands as add_data
 from .errors import InputError
-from .evaluation.cli import add_bench_generate
+from .evaluation.cli import add_bench_edit, add_bench_generate
 from .evaluation.cli import add_subcommands as add_eval
 from .training.cli import add_bench_train
 from .training.cli import add_subcommands as add_training
@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Speed and memory benchmarks (not tests).")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     add_bench_generate(bench_sub)
+    add_bench_edit(bench_sub)
     add_app(sub)
     add_training(sub)
     add_codec_training(sub)
