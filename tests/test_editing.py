@@ -359,3 +359,38 @@ def test_generate_codes_rejects_bad_frozen_masks():
         generate_codes(lm, None, params, 48, codes=codes, frozen=frozen.long())
     with pytest.raises(InputError, match="strength"):
         generate_codes(lm, None, params, 48, codes=codes, frozen=frozen, strength=0.0)
+
+
+# ---------------------------------------------------------------------------- the models we load
+
+def _check_edit(model, wav, sample_rate, region):
+    out, codes = model.generate_inpainting(wav, sample_rate, ["a beat"], regions=[region], return_tokens=True)
+    (used,) = model.last_edit.used[0]
+    assert used[0] <= region[0] and used[1] >= region[1]
+    keep = torch.ones(out.shape[-1], dtype=torch.bool)
+    keep[round(used[0] * sample_rate):round(used[1] * sample_rate)] = False
+    assert out.shape == wav.shape and torch.equal(out[..., keep], wav[..., keep])
+    assert not torch.equal(out, wav)
+
+
+@pytest.mark.slow
+def test_an_official_format_checkpoint_edits(fixture_dir):
+    """audiocraft's export format (the fixture: EnCodec 32 kHz, T5, token-wise masking); slow: T5 loads."""
+    model = MAGNeT.get_pretrained(str(fixture_dir), device="cpu", t5_path=fixture_dir / "t5")
+    model.set_generation_params(decoding_steps=[2, 1, 1, 1])
+    _check_edit(model, _clip(1.0), SR, (0.3, 0.45))
+    variation = model.generate_variations(_clip(1.0), SR, ["a beat"], strength=0.5)
+    assert variation.shape == (1, 1, SR)
+
+
+@pytest.mark.slow
+def test_the_bundled_model_edits_long_clips():
+    """magnet-audio/synth-music (our format, 16 kHz spectral codec, 10 s window): a region of a 12 s
+    clip beyond the window, and outpainting."""
+    model = MAGNeT.get_pretrained("magnet-audio/synth-music", device="cpu")
+    model.set_generation_params(decoding_steps=[2, 1, 1, 1])
+    sr = model.sample_rate
+    wav = (torch.rand(1, 1, 12 * sr, generator=torch.Generator().manual_seed(0)) - 0.5) * 0.2
+    _check_edit(model, wav, sr, (10.5, 11.5))
+    longer = model.generate_inpainting(wav, sr, ["a beat"], regions=[(11.0, 13.0)])
+    assert longer.shape[-1] == 13 * sr and torch.equal(longer[..., :10 * sr], wav[..., :10 * sr])
