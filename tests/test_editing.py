@@ -113,6 +113,7 @@ def test_first_step_is_the_step_whose_mask_rate_is_nearest():
 
 def test_windows_centre_short_regions_and_slide_over_long_ones():
     assert seconds_to_frames(0.1, 0.5, 50) == (5, 25) and seconds_to_frames(-0.3, 0.1, 50, 15) == (0, 20)
+    assert seconds_to_frames(0.5, 0.50000001, 50) == (25, 26)  # never empty
     assert align((16, 25), 0, 3, 48) == (15, 27) and merge([(0, 3), (3, 6), (9, 12)]) == [(0, 6), (9, 12)]
     # two nearby regions in one window, centred and clamped to the clip
     assert plan_windows([(10, 14), (20, 24)], 150, 51, 3, 24) == [Window(0, 51, ((9, 15), (18, 24)))]

@@ -36,10 +36,11 @@ class Window:
 
 
 def seconds_to_frames(start_s: float, end_s: float, frame_rate: float, offset: int = 0) -> Frames:
-    """The frames [a, b) that cover [start_s, end_s) seconds (a frame touched at all is in), plus
-    ``offset`` (the frames prepended before second 0)."""
+    """The frames [a, b) that cover [start_s, end_s) seconds (a frame touched at all is in; at least
+    one), plus ``offset`` (the frames prepended before second 0)."""
     eps = 1e-6  # 0.1 s * 50 Hz is 5.000000000000001 frames, not 6
-    return (math.floor(start_s * frame_rate + eps) + offset, math.ceil(end_s * frame_rate - eps) + offset)
+    a = math.floor(start_s * frame_rate + eps)
+    return (a + offset, max(math.ceil(end_s * frame_rate - eps), a + 1) + offset)  # at least one frame
 
 
 def frames_to_seconds(frames: Frames, frame_rate: float, offset: int = 0) -> tuple[float, float]:

@@ -1,8 +1,8 @@
 """MAGNeT's iterative decoding (Ziv et al., 2024), as audiocraft's ``MagnetLMModel`` decodes.
 
 Codebooks are decoded one after the other (a *stage* each). A stage starts with every token of
-its codebook masked, except the frozen ones (a prompt), and runs ``n`` steps; at step i of n, with
-the mask rate p_i = cos(pi/2 * i/(n-1)):
+its codebook masked, except the frozen ones, and runs ``n`` steps; at step i of n, with the mask
+rate p_i = cos(pi/2 * i/(n-1)):
 
 1. re-masking schedule: the ``max(int(p_i * N), 1)`` least confident of the N spans to generate
    (all of them at step 0) are chosen (``stride1``: overlapping spans covering about that many of
@@ -13,6 +13,12 @@ the mask rate p_i = cos(pi/2 * i/(n-1)):
 4. sampling: every masked token is sampled at a temperature annealed to 0 over the stage;
 5. span scoring: each span just sampled gets a confidence from its tokens' probabilities,
    which decides what step i+1 re-masks.
+
+Frozen tokens are the one mechanism behind every conditioning on audio: any mask [B, K, T]
+(:func:`generate_codes`' ``codes`` + ``frozen``) is kept as given and the schedules count only the
+spans to generate. A continuation's prompt (and Hybrid-MAGNeT's autoregressive prefix) is a frozen
+prefix, an edit (:mod:`magnet_audio.editing`: inpainting, outpainting) freezes all but its regions,
+and a variation (``strength`` < 1) starts each stage mid-schedule from the given tokens.
 
 Spans are chunks of ``span_len`` frames on a fixed grid (``nonoverlap``) or any ``span_len``
 frames (``stride1``). The guided logits come from a :class:`~.guidance.Guidance`: exact, or fast
