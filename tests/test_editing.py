@@ -214,7 +214,13 @@ def test_untouched_audio_is_bit_identical_and_frozen_tokens_kept(model):
 def test_per_item_regions(model):
     model.set_generation_params(decoding_steps=[2, 1, 1, 1])
     wav = _clip(1.0, batch=2)
-    out = model.generate_inpainting(wav, SR, None, regions=[[(0.1, 0.2)], [(0.5, 0.6), (0.8, 0.9)]])
+    calls = []
+    model.set_custom_progress_callback(lambda step, total: calls.append((step, total)))
+    try:
+        out = model.generate_inpainting(wav, SR, None, regions=[[(0.1, 0.2)], [(0.5, 0.6), (0.8, 0.9)]])
+    finally:
+        model.set_custom_progress_callback(None)
+    assert calls == [(i, 5) for i in range(1, 6)]  # one window per item, decoded as one batch
     assert out.shape == wav.shape and len(model.last_edit.used[0]) == 1 and len(model.last_edit.used[1]) == 2
     assert torch.equal(out[0, :, _outside(model.last_edit.used[0], out.shape[-1])],
                        wav[0, :, _outside(model.last_edit.used[0], out.shape[-1])])
