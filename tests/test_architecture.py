@@ -25,10 +25,10 @@ LAYERS: list[dict[str, list[str]]] = [
     {"codec": ["codec"], "conditioning": ["conditioning"], "data": ["data"]},
     {"lm": ["lm"]},
     {"decoding": ["decoding"]},
-    {"models": ["", "genmodel", "models", "musicgen"]},  # "": the package itself (magnet_audio/__init__.py)
+    {"models": ["", "genmodel", "models", "musicgen", "editing"]},  # "": the package itself (magnet_audio/__init__.py)
     {"training": ["training"], "evaluation": ["evaluation"]},
-    {"interfaces": ["cli", "edit_cli", "train", "app", "app_page", "app_edit", "data.cli", "evaluation.cli",
-                    "training.cli"]},
+    {"interfaces": ["cli", "__main__", "edit_cli", "train", "app", "app_page", "app_edit", "data.cli",
+                    "evaluation.cli", "training.cli"]},
 ]
 
 

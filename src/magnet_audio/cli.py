@@ -12,7 +12,7 @@ from .cli_options import add_sampling_arguments, run_command, sampling_overrides
 from .data.cli import add_subcommands as add_data
 from .edit_cli import Continuation, add_continue_arguments, add_edit_command
 from .errors import InputError
-from .evaluation.cli import add_bench_generate
+from .evaluation.cli import add_bench_edit, add_bench_generate
 from .evaluation.cli import add_subcommands as add_eval
 from .training.cli import add_bench_train
 from .training.cli import add_subcommands as add_training
@@ -39,8 +39,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .models import MAGNeT
 
     prompts = [p.strip() for p in args.prompts]
-    if not prompts or any(not p for p in prompts):
-        raise InputError("give at least one non-empty prompt")
+    jobs = None
+    if args.prompts_file:  # one clip per line, shared out over torchrun's processes, resumable (docs/scale-out.md)
+        from .evaluation.batch import generate_jobs, process_device, read_jobs
+        if prompts:
+            raise InputError("give prompts or --prompts-file, not both")
+        jobs, args.device = read_jobs(args.prompts_file, args.seed or 0), process_device(args.device)
+    elif not prompts or any(not p for p in prompts):
+        raise InputError("give at least one non-empty prompt (or --prompts-file)")
     if args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")
     if not 0.0 <= args.rescore_weight <= 1.0:
@@ -73,6 +79,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
         duration=args.duration, fast=args.fast, kv_cache_refresh=args.kv_cache_refresh,
         cfg_skip_threshold=args.cfg_skip_threshold, cfg_null_refresh=args.cfg_null_refresh, int8=args.int8,
         half=args.half, compile=args.compile)
+    if jobs is not None:
+        hybrid = lambda texts: model.generate_hybrid(texts, hybrid_ar, args.hybrid_prefix_seconds)  # noqa: E731
+        generate_jobs(model, jobs, out_dir, batch_size=args.batch, overwrite=args.overwrite, echo=True,
+                      generate=hybrid if args.hybrid_ar else None, progress=not args.quiet,
+                      write_options={"format": args.format, "strategy": args.strategy})
+        return
     seed = continuation.seed if continuation else args.seed  # a continuation records a seed, given or not
     if seed is not None:
         torch.manual_seed(seed)
@@ -117,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser(
         "generate", help="generate audio from text prompts", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Generate one audio file per prompt. Example: magnet generate \"lofi beat\" \"calm piano\" -o out/")
-    gen.add_argument("prompts", nargs="+", help="text prompts, one file each")
+    gen.add_argument("prompts", nargs="*", help="text prompts, one file each")
+    gen.add_argument("--prompts-file", metavar="FILE", default=None,
+                     help="generate one file per line of FILE (.jsonl: description/text, optional id, seed, duration; "
+                          "else one prompt a line) plus OUT/generated.jsonl, skipping clips already in OUT; under "
+                          "torchrun the processes share the prompts (docs/scale-out.md)")
     gen.add_argument("--model", "-m", default=None,
                      help="hub repo id or local directory (state_dict.bin + compression_state_dict.bin). Default: "
                           "$MAGNET_MODEL, else facebook/magnet-small-10secs when it is cached or the hub answers, "
@@ -180,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Speed and memory benchmarks (not tests).")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     add_bench_generate(bench_sub)
+    add_bench_edit(bench_sub)
     add_app(sub)
     add_training(sub)
     add_codec_training(sub)

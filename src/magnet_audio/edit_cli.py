@@ -144,8 +144,9 @@ class Continuation:
 
     @staticmethod
     def prepare(args: argparse.Namespace, model) -> "Continuation":
-        if args.hybrid_ar:
-            raise InputError("--continue and --hybrid-ar cannot be combined")
+        for flag, given in (("--hybrid-ar", args.hybrid_ar), ("--prompts-file", getattr(args, "prompts_file", None))):
+            if given:
+                raise InputError(f"--continue and {flag} cannot be combined")
         source = read_input(args.continue_from, model, args.quiet, "--continue file")
         seed = random_seed() if args.seed is None else args.seed
         return Continuation(source, prompt_seconds(source, args.prompt_seconds, model), seed)

@@ -25,6 +25,8 @@ from .conditioning.tempo import prompt_tempi
 from .decoding.beats import beat_spans
 from .decoding.hybrid import check_pair, generate_hybrid_codes
 from .decoding.rescoring import ARRescorer
+from . import editing
+from .editing import EditInfo
 from .genmodel import BaseGenModel, check_descriptions, codec_source
 from .checkpoints import read_our_config
 from . import validation
@@ -53,6 +55,7 @@ class MAGNeT(BaseGenModel):
         self.recommended_generation_params: dict = {}
         self._decoding_lm: MagnetLM = lm
         self._variants: dict[tuple[bool, ...], MagnetLM] = {}  # (int8, half, compile) -> transformed copy of lm
+        self.last_edit: EditInfo | None = None  # what the last generate_inpainting / generate_variations did
 
     @staticmethod
     def get_pretrained(name: str | None = None, device: str | torch.device | None = None,
@@ -203,6 +206,37 @@ class MAGNeT(BaseGenModel):
             raise InputError(f"prefix_seconds must be in (0, {self.max_duration}) s (the model's window), "
                              f"got {prefix_seconds}")
         return self._generate(descriptions, None, progress, return_tokens, hybrid=(ar_lm, params, prefix_len))
+
+    def generate_inpainting(self, audio: torch.Tensor, sample_rate: int, descriptions: Sequence[str | None] | None,
+                            regions=None, progress: bool = False, return_tokens: bool = False, splice: bool = True):
+        """Regenerate ``regions`` of ``audio`` [B, C, T] (or [C, T]) at ``sample_rate``, guided by
+        ``descriptions`` (one per clip; None: unconditional); the rest of the audio is kept.
+
+        regions: (start_s, end_s) pairs in seconds of the input, one list for every clip or a list
+            of such lists, one per clip. A region reaching past the start (start < 0) or the end
+            (end > the clip's duration) outpaints: the output is longer by that much (the same for
+            every clip). Regions are widened to the span grid of their decoding window
+            (``model.last_edit.used`` says to what); clips longer than the model's window are
+            edited in windows around each region.
+        splice: True: the decoded regions are spliced into the input with short equal-power
+            crossfades inside them, so the audio outside them is the input's, bit for bit (after
+            its conversion to the model's sample rate and channels, with a warning when needed).
+            False: the pure decode of the edited tokens.
+        Returns audio [B, C, T'] at :attr:`sample_rate` (and codes [B, K, T''] with
+        ``return_tokens``); sets :attr:`last_edit` (:class:`~magnet_audio.editing.EditInfo`).
+        See docs/editing.md.
+        """
+        return editing.inpaint(self, audio, sample_rate, descriptions, regions, progress, return_tokens, splice)
+
+    def generate_variations(self, audio: torch.Tensor, sample_rate: int, descriptions: Sequence[str | None] | None,
+                            strength: float = 0.5, progress: bool = False, return_tokens: bool = False):
+        """Variations of ``audio`` [B, C, T] (or [C, T]): in each codebook a share ``strength`` (0 to
+        1) of the spans is re-masked at random and decoded again from the step of the schedule
+        whose mask rate is nearest ``strength``. 0 returns the input (its tokens and audio), 1 a
+        fresh sample that does not depend on the input (only its length). Returns audio [B, C, T]
+        at :attr:`sample_rate` (and codes [B, K, T'] with ``return_tokens``); sets :attr:`last_edit`.
+        """
+        return editing.variations(self, audio, sample_rate, descriptions, strength, progress, return_tokens)
 
     def _generate(self, descriptions: list[str | None], prompt: torch.Tensor | None, progress: bool,
                   return_tokens: bool, hybrid: tuple | None = None):

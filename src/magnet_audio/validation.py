@@ -163,6 +163,78 @@ def device(value: Any, what: str = "device") -> Any:
     return value
 
 
+def file_stem(value: Any, what: str = "id") -> str:
+    """A name usable as one file name's stem in any folder: a non-empty string of at most 200
+    characters, without path separators, control characters or a leading dot (no hidden files, no ``..``)."""
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise InputError(f"{what} must be a non-empty string without surrounding spaces, got {_show(value)}")
+    if len(value) > 200 or value.startswith(".") or any(c in "/\\" or ord(c) < 32 for c in value):
+        raise InputError(f"{what} must be a plain file name (no '/', '\\', control characters or leading '.', at "
+                         f"most 200 characters), got {_show(value)}")
+    return value
+
+
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(is_number(x) or isinstance(x, str)
+                                                                         for x in value)
+
+
+def edit_regions(regions: Any, batch: int, duration: float, what: str = "regions") -> list[list[tuple[float, float]]]:
+    """Regions of an edit, in seconds of a clip of ``duration`` seconds -> one sorted list of
+    (start, end) pairs per item of a ``batch``.
+
+    ``regions``: one list of (start, end) pairs for every item, or a list of such lists, one per
+    item. Each region is finite, non-empty (start < end), overlaps no other region of its item and
+    lies in the clip, or reaches past one of its ends (outpainting: start < 0 or end > duration)
+    while touching it (end >= 0, start <= duration).
+    """
+    if isinstance(regions, (str, bytes)) or not isinstance(regions, (tuple, list)) or not regions:
+        raise InputError(f"{what} must be a non-empty list of (start, end) pairs in seconds, got {_show(regions)}")
+    if all(_is_pair(r) for r in regions):
+        per_item = [list(regions)] * batch
+    elif all(isinstance(r, (tuple, list)) and r and all(_is_pair(p) for p in r) for r in regions):
+        if len(regions) != batch:
+            raise InputError(f"{what}: {len(regions)} lists of regions for {batch} items (give one per item, "
+                             "or one list of (start, end) pairs for all)")
+        per_item = [list(r) for r in regions]
+    else:
+        raise InputError(f"{what} must be (start, end) pairs in seconds, or one list of them per item, "
+                         f"got {_show(regions)}")
+    out = []
+    for item, pairs in enumerate(per_item):
+        where = f"{what}" if batch == 1 or per_item[0] is per_item[-1] else f"{what} of item {item}"
+        checked = sorted((finite_float(a, f"{where}: a start"), finite_float(b, f"{where}: an end"))
+                         for a, b in pairs)
+        for a, b in checked:
+            if not a < b:
+                raise InputError(f"{where}: ({a:g}, {b:g}) is empty or reversed (start must be < end)")
+            if b < 0 or a > duration:
+                raise InputError(f"{where}: ({a:g}, {b:g}) s is outside the clip (0 to {duration:g} s) and does not "
+                                 "touch it (outpainting regions must start at or before its end, end at or after "
+                                 "its start)")
+            if b - a > MAX_DURATION:
+                raise InputError(f"{where}: ({a:g}, {b:g}) is longer than {MAX_DURATION:g} s")
+        for (a0, b0), (a1, b1) in zip(checked, checked[1:]):
+            if a1 < b0:
+                raise InputError(f"{where}: ({a0:g}, {b0:g}) and ({a1:g}, {b1:g}) overlap")
+        out.append(checked)
+    return out
+
+
+def audio_input(audio: Any, sample_rate: Any, what: str = "audio"):
+    """Audio [B, C, T] or [C, T] (a float tensor, finite, non-empty) and its positive integer sample
+    rate -> (audio [B, C, T], sample_rate)."""
+    import torch
+
+    if not torch.is_tensor(audio) or audio.dim() not in (2, 3) or audio.shape[-1] == 0 or audio.shape[-2] == 0:
+        raise InputError(f"{what} must be a non-empty audio tensor [B, C, T] or [C, T]")
+    if not audio.is_floating_point():
+        raise InputError(f"{what} must hold float samples in [-1, 1], got {audio.dtype}")
+    sample_rate = int_in_range(sample_rate, f"the sample rate of the {what}", 1, MAX_SAMPLE_RATE)
+    finite_tensor(audio, f"the {what}")
+    return (audio[None] if audio.dim() == 2 else audio), sample_rate
+
+
 def finite_tensor(tensor, what: str) -> None:
     """Refuse audio (or any tensor) holding NaN or infinite values."""
     import torch

@@ -1,7 +1,8 @@
-"""``magnet eval`` and ``magnet bench generate`` (hooked into the main parser by the lead).
+"""``magnet eval``, ``magnet bench generate`` and ``magnet bench edit`` (hooked into the main parser by the lead).
 
 ``add_subcommands(sub)`` registers ``eval`` on the top-level subparsers;
-``add_bench_generate(bench_sub)`` registers ``generate`` on ``magnet bench``'s subparsers.
+``add_bench_generate(bench_sub)`` and ``add_bench_edit(bench_sub)`` register ``generate`` and ``edit``
+on ``magnet bench``'s subparsers.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         generation = runner.generate_items(items, args.model, out / "generated", device=args.device,
                                            t5_path=args.t5_path, params=sampling_overrides(args),
                                            batch_size=args.batch, seed=args.seed, progress=not args.quiet,
-                                           fast=args.fast)
+                                           fast=args.fast, source=args.prompts)
+        if generation["rank"] != 0:  # under torchrun: the first process scores, once every clip is there
+            return
         notes.append(f"generated: {len(items)} clips with {args.model} into {out / 'generated'}")
     reference_set = runner.list_audio(args.reference) if args.reference else None
     options = {"checkpoint": args.vggish_checkpoint, "pretrained_length": args.passt_length,
@@ -179,13 +182,56 @@ def add_bench_generate(bench_subparsers) -> None:
     p.set_defaults(func=cmd_bench_generate)
 
 
+def cmd_bench_edit(args: argparse.Namespace) -> None:
+    from .bench_edit import format_edit_ratios, run_edit_bench
+
+    if args.model is None and args.random_size is None:
+        args.model = default_model_name()
+    result = run_edit_bench(model=args.model, random_size=args.random_size, clip_seconds=args.clip_seconds,
+                            edit_seconds=args.edit_seconds, steps=args.steps, batches=args.batch, runs=args.runs,
+                            warmup=args.warmup, device=args.device, t5_path=args.t5_path, out_dir=args.out,
+                            seed=args.seed, fast=args.fast, progress=not args.quiet)
+    print(result["table"])
+    print(format_edit_ratios(result["ratios"]))
+    print(f"wrote {result['files']['json']}", file=sys.stderr)
+
+
+def add_bench_edit(bench_subparsers) -> None:
+    """Register ``edit`` on ``magnet bench``'s subparsers."""
+    p = bench_subparsers.add_parser(
+        "edit", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="cost of an inpainting edit against generating the whole clip",
+        description="Time generating a clip and inpainting a region in its middle with the same model and steps "
+                    "(median latency, warm-up excluded) and print their ratio. Writes OUT/bench_edit.json. "
+                    "Example: magnet bench edit --clip-seconds 10 --edit-seconds 2")
+    p.add_argument("--model", "-m", default=None, help="MAGNeT hub id or local directory "
+                                                       "(default: $MAGNET_MODEL or magnet-audio/synth-music)")
+    p.add_argument("--random-size", default=None, choices=["tiny", "small", "medium"],
+                   help="a random-weight MAGNeT of this size (window = --clip-seconds) instead of a checkpoint")
+    p.add_argument("--clip-seconds", type=float, default=10.0, help="length of the clip generated and edited")
+    p.add_argument("--edit-seconds", type=float, default=2.0, help="length of the region inpainted (centred)")
+    p.add_argument("--steps", type=int_list, default=None, help="decoding steps per codebook (default: the model's)")
+    p.add_argument("--batch", type=int_list, default=[1], help="batch sizes, comma-separated")
+    p.add_argument("--fast", action="store_true", help="both in fast mode (the --fast preset)")
+    p.add_argument("--runs", type=int, default=3, help="timed runs (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--t5-path", default=None, help="local T5 directory (offline use)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", "-o", default="bench", help="output directory")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-row progress")
+    p.set_defaults(func=cmd_bench_edit)
+
+
 def _standalone_parser() -> argparse.ArgumentParser:
     """A parser with ``eval`` and ``bench generate`` alone (``python -m magnet_audio.evaluation.cli``)."""
     parser = argparse.ArgumentParser(prog="magnet")
     sub = parser.add_subparsers(dest="command", required=True)
     add_subcommands(sub)
     bench = sub.add_parser("bench", help="benchmarks")
-    add_bench_generate(bench.add_subparsers(dest="bench_command", required=True))
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    add_bench_generate(bench_sub)
+    add_bench_edit(bench_sub)
     return parser
 
 

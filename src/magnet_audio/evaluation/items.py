@@ -24,6 +24,7 @@ class EvalItem:
     generated: Path | None = None
     ref_hint: str | None = None  # the path the prompt file gave, before resolution
     meta: dict = field(default_factory=dict)  # the .jsonl row (bpm, key, instruments, ... for adherence)
+    line: int = 0  # its line in the prompt file (1-based), for error messages
 
 
 def load_prompts(path: str | Path) -> list[EvalItem]:
@@ -52,11 +53,11 @@ def load_prompts(path: str | Path) -> list[EvalItem]:
             if prompt is None:
                 raise InputError(f"{path}:{lineno}: no prompt (expected one of {', '.join(PROMPT_KEYS)})")
             hint = next((str(entry[k]) for k in PATH_KEYS if entry.get(k)), None)
-            items.append(EvalItem(len(items), prompt.strip(), ref_hint=hint, meta=entry))
+            items.append(EvalItem(len(items), prompt.strip(), ref_hint=hint, meta=entry, line=lineno))
     else:
-        for line in text.splitlines():
+        for lineno, line in enumerate(text.splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#"):
-                items.append(EvalItem(len(items), line.strip()))
+                items.append(EvalItem(len(items), line.strip(), line=lineno))
     if not items:
         raise InputError(f"{path} holds no prompts")
     return items

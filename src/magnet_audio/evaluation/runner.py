@@ -3,7 +3,8 @@
 Steps: :func:`load_prompts` (``.txt`` one prompt a line, or ``.jsonl`` with ``description`` /
 ``caption`` / ``text`` / ``prompt`` and optionally the reference clip's ``path``, like the
 ``heldout.jsonl`` manifests ``magnet data synth`` writes) -> :func:`attach_references` ->
-:func:`generate_items` or :func:`attach_generated` -> :func:`evaluate` -> :func:`format_table`,
+:func:`generate_items` (:mod:`.batch`: resumable, shared out over torchrun's processes) or
+:func:`attach_generated` -> :func:`evaluate` -> :func:`format_table`,
 :func:`write_results` (``results.json`` + ``results.csv``).
 
 FAD compares the set of every reference clip under ``--reference`` with the set of generated clips
@@ -19,7 +20,6 @@ result row names the model that produced it; a model that cannot run is a row wi
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -29,16 +29,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 import soundfile as sf
-import torch
 
-from ..audio import audio_read, audio_write
+from ..audio import audio_read
 from ..codec import load_compression_model
 from ..errors import InputError, MagnetError
 from ..models import MAGNeT
-from ..utils import slugify
 from . import adherence as A
 from . import embeddings as E
 from . import musicality as M
+from .batch import generate_jobs, jobs_from_items, process_device
 from .clap import clap_score
 from .codec_eval import codec_report, reconstruct
 from .fad import frechet_audio_distance, gaussian_stats
@@ -61,37 +60,33 @@ __all__ = ["METRICS", "DEFAULT_FAD_EMBEDDINGS", "DEFAULT_KL_CLASSIFIERS", "EvalI
 
 def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, *, device: str | None = None,
                    t5_path: str | None = None, params: dict | None = None, batch_size: int = 4,
-                   seed: int | None = 0, progress: bool = True, fast: bool = False) -> dict:
+                   seed: int | None = 0, progress: bool = True, fast: bool = False,
+                   source: str | Path = "prompts") -> dict:
     """Generate one clip per prompt with MAGNeT into ``out_dir`` (+ ``generated.jsonl``), with the model's
     recommended decoding options updated by ``params`` (``set_generation_params`` keywords such as
     ``decoding_steps``, ``temperature``, ``max_cfg_coef``), and the fast-mode preset if ``fast``.
 
-    Clips are written with audiocraft's evaluation normalisation (loudness, 14 dB headroom, no
-    compressor). Returns a description of the generation (model, params, seconds)."""
-    model = MAGNeT.get_pretrained(model_name, device=device, t5_path=t5_path)
+    The generation is :mod:`.batch`'s: clips already in ``out_dir`` (made with the same model, options
+    and seeds) are kept, and under torchrun the processes share the prompts, each on its own device;
+    every process returns once all clips are there, and only the first one (``rank`` 0 in the result)
+    has each item's ``generated`` path set. Clips are written with audiocraft's evaluation
+    normalisation (loudness, 14 dB headroom, no compressor). Returns a description of the generation
+    (model, params, seconds, rank, processes)."""
+    jobs = jobs_from_items(items, source, 0 if seed is None else seed)  # bad lines fail before loading
+    model = MAGNeT.get_pretrained(model_name, device=process_device(device), t5_path=t5_path)
     if params or fast:  # bad options fail here, before anything is written
         model.update_generation_params(**(params or {}), fast=fast)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if seed is not None:
-        torch.manual_seed(seed)
     start = time.perf_counter()
-    lines = []
-    for lo in range(0, len(items), batch_size):
-        batch = items[lo:lo + batch_size]
-        if progress:
-            print(f"generating {lo + 1}-{lo + len(batch)} of {len(items)}", file=sys.stderr)
-        wav = model.generate([it.prompt for it in batch])
-        for it, audio in zip(batch, wav):
-            stem = out_dir / f"{it.index:05d}_{slugify(it.prompt)}"
-            path = audio_write(stem, audio.float().cpu(), model.sample_rate, strategy="loudness",
-                               loudness_headroom_db=14, loudness_compressor=False, log_clipping=False)
-            it.generated = path
-            lines.append(json.dumps({"path": path.name, "description": it.prompt}, ensure_ascii=False))
-    (out_dir / "generated.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    result = generate_jobs(model, jobs, out_dir, batch_size=batch_size, progress=progress,
+                           write_options={"strategy": "loudness", "loudness_headroom_db": 14,
+                                          "loudness_compressor": False, "log_clipping": False})
+    for it, record in zip(items, result.get("records", [])):
+        it.generated = Path(out_dir) / record["path"]
     return {"model": model_name, "params": model.generation_params.to_dict(),
             "seed": seed, "seconds": round(time.perf_counter() - start, 2), "sample_rate": model.sample_rate,
-            "duration": model.duration, "device": str(model.device)}
+            "duration": model.duration, "device": str(model.device), "rank": result["rank"],
+            "processes": result["world_size"], "generated": len(items) - result["skipped"],
+            "skipped": result["skipped"]}
 
 
 # --------------------------------------------------------------------------------------------------
