@@ -144,3 +144,21 @@ def test_edit_calls_the_api_and_records_it(tmp_path, song, fixture_dir, monkeypa
     assert record["mode"] == "vary" and record["strength"] == 0.3 and "regions" not in record
     printed = capsys.readouterr().out
     assert "song_inpaint.wav" in printed and "named.flac" in printed and "song_vary.wav" in printed
+
+
+@pytest.mark.slow
+def test_edit_with_the_model(tmp_path, song, fixture_dir):
+    """The real editing API behind the command: an inpainting keeps the length and records the
+    regions used; an outpainting is longer by what it adds."""
+    out = tmp_path / "out"
+    assert main(["edit", str(song), "jazz drums", "--region", "0.2:0.4", "--seed", "1", "-o", str(out),
+                 *_model_args(fixture_dir)]) == 0
+    record = json.loads((out / "song_inpaint.json").read_text())
+    assert record["edit"]["kind"] == "inpainting" and record["edit"]["requested"] == [[[0.2, 0.4]]]
+    start, end = record["edit"]["used"][0][0]
+    assert start <= 0.2 and end >= 0.4  # widened to whole spans
+    assert sf.info(out / "song_inpaint.wav").frames == int(round(0.8 * 32000))
+    assert main(["edit", str(song), "jazz drums", "--region", "0.7:1.2", "-o", str(out),
+                 *_model_args(fixture_dir)]) == 0
+    record = json.loads((out / "song_outpaint.json").read_text())
+    assert record["mode"] == "outpaint" and record["seconds"] == pytest.approx(1.2, abs=0.02)

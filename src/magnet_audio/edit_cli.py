@@ -176,14 +176,15 @@ def cmd_edit(args: argparse.Namespace) -> None:
     prompt = args.prompt.strip()
     if not prompt:
         raise InputError("give a non-empty prompt")
-    input_path = audio_file(args.input)[0]  # before loading the model: a bad file fails at once
+    input_path, _, _, seconds = audio_file(args.input)  # before loading the model: a bad file fails at once
     regions = parse_regions(args.region) if args.region else None
     vary = strength(args.vary, "--vary") if args.vary is not None else None
     if regions is None and vary is None:
         raise InputError("give --region START:END (inpaint / outpaint) or --vary STRENGTH")
     if vary is not None and args.no_splice:
         raise InputError("--no-splice applies to --region edits only")
-    mode = "vary" if vary is not None else "inpaint"
+    mode = "vary" if vary is not None else (
+        "outpaint" if any(s < 0 or e > seconds for s, e in regions) else "inpaint")
     stem, fmt = output_stem(args.out, f"{input_path.stem}_{mode}", input_path, args.format)
     args.format = fmt
     writable_target(stem.parent, "--out folder")
@@ -198,8 +199,6 @@ def cmd_edit(args: argparse.Namespace) -> None:
         out = model.generate_variations(wav, source.sample_rate, [prompt], strength=vary, progress=not args.quiet)
         record = {"strength": vary}
     else:
-        if any(s < 0 or e > source.seconds for s, e in regions):
-            mode = "outpaint"
         out = model.generate_inpainting(wav, source.sample_rate, [prompt], regions=regions,
                                         progress=not args.quiet, splice=not args.no_splice)
         record = {"regions": [list(r) for r in regions], "splice": not args.no_splice}
