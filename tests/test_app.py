@@ -381,7 +381,8 @@ def test_browser_continue_and_inpaint(server, browser, tmp_path):
 
     def choose(mode: str) -> None:  # a click before the page is wired is lost: click until the controls change
         def changed(d) -> bool:
-            d.find_element(By.CSS_SELECTOR, f"#mode [data-testid={mode}-radio-label]").click()
+            label = d.find_element(By.CSS_SELECTOR, f"#mode [data-testid={mode}-radio-label] input")
+            d.execute_script("arguments[0].click()", label)  # not intercepted by a loading overlay
             time.sleep(0.5)
             return shown("#edit") and d.find_element(By.CSS_SELECTOR, "#edit").text.lower() == mode
         wait.until(changed)
@@ -395,8 +396,8 @@ def test_browser_continue_and_inpaint(server, browser, tmp_path):
     assert browser.find_element(By.CSS_SELECTOR, "#edit").text == "Continue"
     clip = _tone_file(tmp_path / "upload.wav", 0.5)
     browser.find_element(By.CSS_SELECTOR, "#edit-audio input[type=file]").send_keys(str(clip))
-    wait.until(lambda d: "upload.wav" in (d.find_elements(By.CSS_SELECTOR, "#edit-audio a[download]") or [d])[0]
-               .get_attribute("href") or "")
+    wait.until(lambda d: any("upload.wav" in (link.get_attribute("href") or "")
+                             for link in d.find_elements(By.CSS_SELECTOR, "#edit-audio a[download]")))
     seconds = browser.find_element(By.CSS_SELECTOR, "#prompt-seconds input")
     seconds.clear()
     seconds.send_keys("0.3")

@@ -152,7 +152,7 @@ def wire_edit(gr, parts: dict, generator, generate_button, edit_button, common_i
     parts["mode"].change(on_mode, inputs=[parts["mode"]],
                          outputs=[parts["group"], generate_button, edit_button, parts["regions"], parts["splice"],
                                   parts["prompt_seconds"], parts["strength"]],
-                         api_visibility="private", queue=False)
+                         api_visibility="private", queue=False, show_progress="hidden")
     inputs = [parts[k] for k in ("audio", "mode", "regions", "prompt_seconds", "strength", "splice")] + common_inputs
     return edit_button.click(edit, inputs=inputs, outputs=outputs, api_name="edit", concurrency_limit=concurrency,
                              concurrency_id="generate", show_progress_on=progress_on)
