@@ -4,7 +4,7 @@ The end-to-end tests start `magnet app` in a subprocess on a free port with the 
 drive the page in headless Chromium (Debian's chromium + chromedriver through Selenium), and call
 the API with gradio_client and plain HTTP (Gradio's /call/ route, as curl would).
 
-Set MAGNET_APP_SCREENSHOT=docs/app.png to (re)write the README's screenshot.
+docs/app.png (the default model's page) is made by scripts/app_screenshot.py.
 """
 
 from __future__ import annotations
@@ -325,12 +325,6 @@ def test_browser_generate_and_bad_input(server, browser):
     _check_wav(_fetch(audio_url))
     assert _fetch(image_url)[:8] == PNG
     print(f"browser round trip: {time.monotonic() - start:.2f} s")
-    shot = os.environ.get("MAGNET_APP_SCREENSHOT")
-    if shot:
-        browser.execute_script("document.querySelector('#spectrogram-0').scrollIntoView({block: 'center'})")
-        browser.execute_script("window.scrollTo(0, 0)")
-        Path(shot).parent.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(shot)
 
     body = lambda d: d.find_element(By.TAG_NAME, "body").text
     generate("   ")
