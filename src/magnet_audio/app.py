@@ -171,11 +171,9 @@ def window_guess(name: str) -> float | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def spectrogram_png(wav: np.ndarray, sample_rate: int, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Write a log-magnitude spectrogram (dB, 80 dB range) of ``wav`` [C, T] or [T] as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def spectrogram_db(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
+    """Log-magnitude spectrogram [freq, time] of ``wav`` [C, T] or [T] (channels averaged), in dB
+    below its peak, clipped at -80; and the clip's length in seconds."""
     x = np.asarray(wav, dtype=np.float64)
     x = x.mean(axis=0) if x.ndim == 2 else x.reshape(-1)
     x = x - x.mean()  # a DC offset would swamp the colour scale
@@ -186,9 +184,16 @@ def spectrogram_png(wav: np.ndarray, sample_rate: int, path: str | os.PathLike, 
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft)
     magnitude = np.abs(np.fft.rfft(frames, axis=-1)).T  # [freq, time]
     db = 20.0 * np.log10(np.maximum(magnitude, 1e-10))
-    db = np.clip(db - db.max(), -80.0, 0.0)
-    seconds = len(x) / sample_rate
+    return np.clip(db - db.max(), -80.0, 0.0), len(x) / sample_rate
 
+
+def spectrogram_png(wav: np.ndarray, sample_rate: int, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Write a log-magnitude spectrogram (dB, 80 dB range, :func:`spectrogram_db`) of ``wav`` [C, T]
+    or [T] as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    db, seconds = spectrogram_db(wav, sample_rate)
     fig = Figure(figsize=(6.4, 2.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
