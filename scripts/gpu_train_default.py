@@ -24,7 +24,7 @@ the codec weights come from ``--codec`` (default: the one in this repository), c
 returned config.
 
 ``--toy`` trains a 2-layer, 64-wide LM for 20 updates on two-clip batches of 1 s: the CPU test of
-the whole path (tests/test_gpu_recipe.py).
+the whole path (tests/training/test_gpu_recipe.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages `magnet data synth` needs: FluidSynth (the synthesizer and the
 # shared library pyfluidsynth loads) and the FluidR3 General MIDI soundfont; and, for the
-# `magnet app` browser test (tests/test_app.py), Debian's chromium and chromium-driver.
+# `magnet app` browser test (tests/interfaces/test_app.py), Debian's chromium and chromium-driver.
 #
 #     bash scripts/install_system_deps.sh          # as root, or as a user with sudo
 #

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
 ROOT = "magnet_audio"
 
 #: The layers, lowest first: {unit: modules (a name covers its submodules)}. A module may import
@@ -173,3 +174,25 @@ def test_the_documented_layer_table_is_this_one():
 def test_modules_stay_under_500_lines():
     long = {m: n for m, path in module_files().items() if (n := len(path.read_text().splitlines())) > 500}
     assert long == {}
+
+
+def test_tests_mirror_the_units():
+    """tests/ mirrors the package (docs/architecture.md): a folder of tests is named after the unit
+    it tests, and tests import tests/helpers.py, never conftest.py or another test module."""
+    units = {unit for layer in LAYERS for unit in layer}
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and p.name[0] not in "._" and p.name != "fixtures"}
+    assert folders <= units, f"test folders named after no unit: {sorted(folders - units)}"
+    bad = []
+    for path in sorted(TESTS.rglob("*.py")):
+        if "fixtures" in path.relative_to(TESTS).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            bad += [f"{path.relative_to(TESTS)} imports {name}" for name in names
+                    if name.split(".")[0] == "conftest" or name.split(".")[0].startswith("test_")]
+    assert bad == []

@@ -1,6 +1,6 @@
 """The CUDA code paths (issue 27), each the GPU counterpart of a CPU test: fp16 official-format
-checkpoints (tests/test_generation.py), autocast training and resume (tests/test_training.py),
-half-precision fast mode and ``torch.compile`` (tests/test_fast_inference.py), device
+checkpoints (tests/decoding/test_generation.py), autocast training and resume (tests/training/test_training.py),
+half-precision fast mode and ``torch.compile`` (tests/decoding/test_fast_inference.py), device
 auto-selection, peak-memory reporting (``magnet bench generate``).
 
 Marked ``cuda`` and skipped without a CUDA device; ``scripts/gpu_check.sh`` runs them with
@@ -75,7 +75,7 @@ def test_fp16_official_checkpoint_loads_and_generates(model, fp16_dir, reference
             assert got.shape == want.shape
             assert (got - want).norm() / want.norm() < 0.02, stage
             assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.9, stage
-    # The reference's greedy run (token-wise masking, as in tests/test_generation.py).
+    # The reference's greedy run (token-wise masking, as in tests/decoding/test_generation.py).
     model.lm.cfg.span_len = -1
     try:
         model.set_generation_params(**reference["greedy_params"])

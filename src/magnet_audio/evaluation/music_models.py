@@ -9,7 +9,8 @@ import threading
 
 import numpy as np
 
-from .backend import EVAL_INSTALL_HINT, Classifier, EmbeddingModel, Unavailable, _short, offline, quiet_stderr
+from .backend import (EVAL_INSTALL_HINT, AudioBackend, Classifier, EmbeddingModel, Unavailable, _short, offline,
+                      quiet_stderr)
 
 class _Musicnn:
     """One TF graph + session per musicnn model, shared by the embedding and the tagger."""
@@ -92,7 +93,9 @@ class _Musicnn:
         return np.asarray(logits, np.float64), np.asarray(pen, np.float64)
 
 
-class MusicnnEmbedding(EmbeddingModel):
+class _MusicnnBackend(AudioBackend):
+    """What the musicnn embedding and tagger share: the named model's network, loaded on first use."""
+
     name = "musicnn"
     sample_rate = 16000
 
@@ -104,6 +107,8 @@ class MusicnnEmbedding(EmbeddingModel):
     def _load(self) -> None:
         self.net = _Musicnn.get(self.model)
 
+
+class MusicnnEmbedding(_MusicnnBackend, EmbeddingModel):
     def embed(self, wav: np.ndarray) -> np.ndarray:
         return self.net.run(wav)[1]
 
@@ -112,17 +117,9 @@ class MusicnnEmbedding(EmbeddingModel):
                 "weights": f"musicnn wheel ({self.net.weights if self.net else self.model})"}
 
 
-class MusicnnClassifier(Classifier):
-    name = "musicnn"
-    sample_rate = 16000
-
-    def __init__(self, model: str = "MTT_musicnn"):
-        super().__init__()
-        self.model = model
-        self.net: _Musicnn | None = None
-
+class MusicnnClassifier(_MusicnnBackend, Classifier):
     def _load(self) -> None:
-        self.net = _Musicnn.get(self.model)
+        super()._load()
         self.labels = self.net.labels
 
     def segment_logits(self, wav: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ name; writing produces the layout audiocraft's own exports use, so audiocraft re
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -208,6 +209,18 @@ def check_fuser(cfg: dict) -> None:
     fuser = cfg.get("fuser") or {}
     if list(fuser.get("cross") or []) != ["description"] or fuser.get("sum") or fuser.get("prepend"):
         raise CheckpointError(f"unsupported fuser {fuser!r}: only cross-attention to 'description'")
+
+
+@contextmanager
+def reading_xp_cfg():
+    """Around the reading of an ``xp.cfg``: a missing key or a value of the wrong kind becomes a
+    :class:`CheckpointError` that says which."""
+    try:
+        yield
+    except KeyError as exc:
+        raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
+    except (TypeError, ValueError) as exc:  # e.g. a segment_duration that is no number
+        raise CheckpointError(f"the checkpoint's xp.cfg holds an invalid value: {exc}") from exc
 
 
 def transformer_lm_section(dim: int, num_heads: int, num_layers: int, hidden_scale: int, n_q: int, card: int,

@@ -22,6 +22,7 @@ from .base import (
     LMConfig,
     check_fuser,
     check_transformer_lm,
+    reading_xp_cfg,
     transformer_lm_section,
     xp_segment_duration,
 )
@@ -44,7 +45,7 @@ class MagnetLMConfig(LMConfig):
     @classmethod
     def from_xp_cfg(cls, cfg: dict, frame_rate: int = 50) -> "MagnetLMConfig":
         """Read an audiocraft ``xp.cfg`` (as a dict); refuse settings this implementation lacks."""
-        try:
+        with reading_xp_cfg():
             lm = cfg["transformer_lm"]
             if cfg.get("lm_model") != "transformer_lm_magnet":
                 raise CheckpointError(f"not a MAGNeT LM (lm_model: {cfg.get('lm_model')!r})")
@@ -61,10 +62,6 @@ class MagnetLMConfig(LMConfig):
                        cfg_dropout=cfg.get("classifier_free_guidance", {}).get("training_dropout", 0.3),
                        conditioner=conditioner, hybrid=bool((cfg.get("magnet_audio") or {}).get("hybrid", False)),
                        positional_embedding=positions)
-        except KeyError as exc:
-            raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
-        except (TypeError, ValueError) as exc:  # e.g. a segment_duration that is no number
-            raise CheckpointError(f"the checkpoint's xp.cfg holds an invalid value: {exc}") from exc
 
     def to_xp_cfg(self) -> dict:
         """An audiocraft-style ``xp.cfg`` (dict) that audiocraft and :meth:`from_xp_cfg` read back."""

@@ -21,6 +21,7 @@ from .base import (
     LMConfig,
     check_fuser,
     check_transformer_lm,
+    reading_xp_cfg,
     transformer_lm_section,
     xp_segment_duration,
 )
@@ -51,7 +52,7 @@ class MusicGenLMConfig(LMConfig):
     @classmethod
     def from_xp_cfg(cls, cfg: dict, frame_rate: int = 50) -> "MusicGenLMConfig":
         """Read an audiocraft MusicGen ``xp.cfg`` (as a dict); refuse what this implementation lacks."""
-        try:
+        with reading_xp_cfg():
             lm = cfg["transformer_lm"]
             if cfg.get("lm_model") != "transformer_lm":
                 hint = " (a MAGNeT checkpoint: load it with MAGNeT)" if cfg.get("lm_model") == \
@@ -84,10 +85,6 @@ class MusicGenLMConfig(LMConfig):
                        cfg_coef=cfg_section.get("inference_coef", 3.0),
                        conditioner=ConditionerConfig.from_xp_cfg(conditioners["description"]),
                        positional_embedding=positions)
-        except KeyError as exc:
-            raise CheckpointError(f"the checkpoint's xp.cfg lacks {exc}") from exc
-        except (TypeError, ValueError) as exc:  # e.g. a segment_duration that is no number
-            raise CheckpointError(f"the checkpoint's xp.cfg holds an invalid value: {exc}") from exc
 
     def to_xp_cfg(self) -> dict:
         """An ``xp.cfg`` (dict) laid out as audiocraft's MusicGen exports are (musicgen_lm.yaml +

@@ -4,7 +4,6 @@ import shutil
 
 import pytest
 import torch
-import yaml
 
 from magnet_audio import MAGNeT
 from magnet_audio.decoding import GenerationParams, generate_codes
@@ -12,8 +11,7 @@ from magnet_audio.decoding.guidance import make_guidance
 from magnet_audio.decoding.magnet import decode
 from magnet_audio.decoding.schedules import mask_rates, num_to_mask
 from magnet_audio.errors import CheckpointError, InputError
-from magnet_audio.lm import MagnetLM
-from conftest import tiny_magnet_lm
+from helpers import tiny_magnet_lm, write_export
 
 
 @pytest.fixture(scope="module")
@@ -203,19 +201,11 @@ def test_update_generation_params_is_the_recommendation_then_the_overrides(model
     assert model.generation_params.decoding_steps == [20, 10, 10, 10]
 
 
-def _write_export(lm: MagnetLM, directory, codec_file):
-    directory.mkdir()
-    torch.save({"best_state": {k: v.half() for k, v in lm.state_dict().items()},
-                "xp.cfg": yaml.safe_dump(lm.cfg.to_xp_cfg()), "version": "1.3.0", "exported": True},
-               directory / "state_dict.bin")
-    shutil.copy(codec_file, directory / "compression_state_dict.bin")
-
-
 @pytest.mark.parametrize("segment,context", [(2, 3), (1, -1)])
 def test_other_sizes_load_and_generate(tmp_path, fixture_dir, segment, context):
     lm = _tiny_lm(card=64, segment=segment)
     lm.cfg.subcodes_context = context
-    _write_export(lm, tmp_path / "model", fixture_dir / "compression_state_dict.bin")
+    write_export(lm, tmp_path / "model", fixture_dir / "compression_state_dict.bin")
     model = MAGNeT.get_pretrained(str(tmp_path / "model"), device="cpu")
     assert model.duration == segment and model.lm.cfg.subcodes_context == context
     model.set_generation_params(use_sampling=False, decoding_steps=[3, 2, 2, 1])
@@ -226,7 +216,7 @@ def test_other_sizes_load_and_generate(tmp_path, fixture_dir, segment, context):
 
 
 def test_mismatched_codec_is_refused(tmp_path, fixture_dir):
-    _write_export(_tiny_lm(card=32), tmp_path / "model", fixture_dir / "compression_state_dict.bin")
+    write_export(_tiny_lm(card=32), tmp_path / "model", fixture_dir / "compression_state_dict.bin")
     with pytest.raises(CheckpointError, match="codebook size"):
         MAGNeT.get_pretrained(str(tmp_path / "model"), device="cpu")
 

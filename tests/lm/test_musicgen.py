@@ -9,14 +9,13 @@ import yaml
 
 from magnet_audio import MusicGen
 from magnet_audio.checkpoints import load_export
-from magnet_audio.conditioning import ConditionerConfig
 from magnet_audio.decoding.ar import ARGenerationParams, code_probabilities, generate_ar, generate_ar_reference
 from magnet_audio.errors import CheckpointError, InputError
 from magnet_audio.lm.loading import load_musicgen_lm
-from magnet_audio.lm.musicgen import MusicGenLM, MusicGenLMConfig
+from magnet_audio.lm.musicgen import MusicGenLMConfig
 from magnet_audio.lm.patterns import build_delay_pattern, delay_valid_mask, revert_delay_logits, revert_delay_pattern
 from magnet_audio.lm.transformer import causal_mask
-from conftest import tiny_musicgen_lm
+from helpers import fixture_sized_musicgen_lm, tiny_musicgen_lm, write_export
 
 S = 99  # the special token in the hand-computed examples
 
@@ -24,33 +23,10 @@ S = 99  # the special token in the hand-computed examples
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
-def _lut_lm(card=16, dim=32, heads=2, layers=2, segment=1.0, seed=0, delays=(0, 1, 2, 3), positions="sin"):
-    return tiny_musicgen_lm(seed, delays=delays, card=card, dim=dim, num_heads=heads, num_layers=layers,
-                            segment_duration=segment, positional_embedding=positions)
-
-
-def _fixture_sized_lm(segment=2.0, seed=0):
-    """The fixture MAGNeT's sizes (dim 64, 4 heads, 2 layers, card 64, a t5-base conditioner)."""
-    torch.manual_seed(seed)
-    cfg = MusicGenLMConfig(dim=64, num_heads=4, num_layers=2, card=64, segment_duration=segment,
-                           conditioner=ConditionerConfig(model="t5", name="t5-base", text_dim=768))
-    return MusicGenLM(cfg).eval()
-
-
-def write_musicgen_export(lm: MusicGenLM, directory, codec_file):
-    """A MusicGen checkpoint directory as audiocraft exports it (fp16 best_state, YAML xp.cfg)."""
-    directory.mkdir(parents=True)
-    torch.save({"best_state": {k: v.half() for k, v in lm.state_dict().items()},
-                "xp.cfg": yaml.safe_dump(lm.cfg.to_xp_cfg()), "version": "1.3.0", "exported": True},
-               directory / "state_dict.bin")
-    shutil.copy(codec_file, directory / "compression_state_dict.bin")
-    return directory
-
-
 @pytest.fixture(scope="module")
 def musicgen(fixture_dir, tmp_path_factory):
-    directory = write_musicgen_export(_fixture_sized_lm(), tmp_path_factory.mktemp("mg") / "model",
-                                      fixture_dir / "compression_state_dict.bin")
+    directory = write_export(fixture_sized_musicgen_lm(), tmp_path_factory.mktemp("mg") / "model",
+                             fixture_dir / "compression_state_dict.bin")
     return MusicGen.get_pretrained(str(directory), device="cpu", t5_path=fixture_dir / "t5")
 
 
@@ -60,7 +36,7 @@ def test_state_dict_layout_is_audiocraft_lm_layout(fixture_dir):
     """audiocraft's MusicGen LMModel and MagnetLMModel have the same parameters (MAGNeT adds none);
     the fixture's state_dict.bin was written by audiocraft itself."""
     reference, _ = load_export(fixture_dir / "state_dict.bin")
-    ours = _fixture_sized_lm().state_dict()
+    ours = fixture_sized_musicgen_lm().state_dict()
     assert sorted(ours) == sorted(reference)
     assert all(ours[k].shape == reference[k].shape for k in reference)
 
@@ -123,7 +99,7 @@ def test_melody_checkpoint_is_refused_on_load(tmp_path, fixture_dir):
     cfg = _audiocraft_musicgen_cfg(fixture_dir)
     _melody(cfg)
     (tmp_path / "m").mkdir()
-    torch.save({"best_state": _fixture_sized_lm().state_dict(), "xp.cfg": yaml.safe_dump(cfg)},
+    torch.save({"best_state": fixture_sized_musicgen_lm().state_dict(), "xp.cfg": yaml.safe_dump(cfg)},
                tmp_path / "m" / "state_dict.bin")
     shutil.copy(fixture_dir / "compression_state_dict.bin", tmp_path / "m")
     with pytest.raises(CheckpointError, match="melody"):
@@ -133,8 +109,8 @@ def test_melody_checkpoint_is_refused_on_load(tmp_path, fixture_dir):
 
 
 def test_export_loads_fp16_into_float32(tmp_path, fixture_dir):
-    lm = _fixture_sized_lm(seed=3)
-    write_musicgen_export(lm, tmp_path / "m", fixture_dir / "compression_state_dict.bin")
+    lm = fixture_sized_musicgen_lm(seed=3)
+    write_export(lm, tmp_path / "m", fixture_dir / "compression_state_dict.bin")
     loaded = load_musicgen_lm(tmp_path / "m", device="cpu", t5_path=fixture_dir / "t5")
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     assert torch.equal(loaded.linears[2].weight, lm.linears[2].weight.half().float())
@@ -173,7 +149,7 @@ def test_causal_mask_with_a_cache():
 
 @pytest.mark.parametrize("use_memory,prompt_len", [(True, 0), (True, 7), (False, 0)])
 def test_greedy_cached_decoding_equals_full_recompute(use_memory, prompt_len):
-    lm = _lut_lm()
+    lm = tiny_musicgen_lm()
     memory = lm.encode_text(["warm pad", "drums", None, None]) if use_memory else None
     params = ARGenerationParams(use_sampling=False)
     prompt = torch.randint(0, 16, (2, 4, prompt_len)) if prompt_len else None
@@ -187,7 +163,7 @@ def test_greedy_cached_decoding_equals_full_recompute(use_memory, prompt_len):
 
 
 def test_sampled_cached_decoding_equals_full_recompute_for_a_seed():
-    lm = _lut_lm(seed=1)
+    lm = tiny_musicgen_lm(1)
     memory = lm.encode_text(["a", None])
     params = ARGenerationParams(top_k=5, temperature=1.2)
     torch.manual_seed(11)
@@ -201,7 +177,7 @@ def test_sampled_cached_decoding_equals_full_recompute_for_a_seed():
 
 @pytest.mark.parametrize("positions", ["sin", "rope", "sin_rope"])
 def test_cached_hidden_states_equal_causal_full_pass(positions):
-    lm = _lut_lm(layers=3, positions=positions)
+    lm = tiny_musicgen_lm(num_layers=3, positional_embedding=positions)
     seq = torch.randint(0, 17, (2, 4, 12))
     memory = lm.encode_text(["x y", "z"])
     with torch.no_grad():
@@ -214,7 +190,7 @@ def test_cached_hidden_states_equal_causal_full_pass(positions):
 
 
 def test_code_probabilities_match_per_code_prefix_passes():
-    lm = _lut_lm(seed=2)
+    lm = tiny_musicgen_lm(2)
     memory = lm.encode_text(["a", "b", None, None])
     codes = torch.randint(0, 16, (2, 4, 9))
     probs = code_probabilities(lm, codes, memory, cfg_coef=2.0)
@@ -229,7 +205,7 @@ def test_code_probabilities_match_per_code_prefix_passes():
 
 
 def test_top_k_larger_than_the_vocabulary_is_clamped():
-    lm = _lut_lm()
+    lm = tiny_musicgen_lm()
     codes = generate_ar(lm, None, ARGenerationParams(top_k=250), 10)  # audiocraft's default k, card 16
     assert codes.shape == (1, 4, 10)
 

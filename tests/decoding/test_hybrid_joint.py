@@ -27,7 +27,7 @@ from magnet_audio.training.objectives import (MagnetObjective, hybrid_prefix_len
 from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
 from magnet_audio.training.tokens import CacheMeta, CacheWriter
 from magnet_audio.training.trainer import train
-from conftest import tiny_magnet_lm
+from helpers import tiny_magnet_lm
 
 CARD = 64  # the fixture codec's vocabulary
 

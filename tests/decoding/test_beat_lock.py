@@ -15,8 +15,7 @@ from magnet_audio.decoding.ar import ARGenerationParams, generate_ar
 from magnet_audio.decoding.beats import NOT_TIED, beat_spans, pooled_beat_logprobs
 from magnet_audio.decoding.hybrid import generate_hybrid_codes
 from magnet_audio.errors import InputError
-from test_generation import _tiny_lm, _write_export
-from test_musicgen import _lut_lm
+from helpers import tiny_magnet_lm, tiny_musicgen_lm, write_export
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,7 +90,7 @@ def _assert_shared_across_beats(codes: torch.Tensor, offsets: torch.Tensor) -> N
 
 @pytest.mark.parametrize("arrangement", ["nonoverlap", "stride1"])
 def test_generate_codes_shares_the_beat_spans_and_keeps_the_prompt(arrangement):
-    lm = _tiny_lm(card=16, segment=2)
+    lm = tiny_magnet_lm(card=16, segment_duration=2.0)
     params = GenerationParams(decoding_steps=[4, 2, 2, 2], span_arrangement=arrangement, temperature=1.0)
     tied = beat_spans(torch.tensor([150.0, math.nan]), 100, 50.0, 3, spans=2)  # a beat every 20 frames
     prompt = torch.randint(0, 16, (2, 4, 9))
@@ -112,7 +111,7 @@ def test_generate_codes_shares_the_beat_spans_and_keeps_the_prompt(arrangement):
 
 
 def test_beat_tokens_are_the_pooled_argmax_of_the_first_guided_pass():
-    lm = _tiny_lm(card=16)
+    lm = tiny_magnet_lm(card=16)
     params = GenerationParams(decoding_steps=[3, 1, 1, 1], max_cfg_coef=4.0)  # sampling for the other frames
     tied = beat_spans(torch.tensor([120.0]), 50, 50.0, 3)
     memory = lm.encode_text(["a", None])
@@ -128,7 +127,7 @@ def test_beat_tokens_are_the_pooled_argmax_of_the_first_guided_pass():
 
 
 def test_hybrid_keeps_the_ar_prefix_and_locks_the_beats_after_it():
-    ar, nar = _lut_lm(card=16), _tiny_lm(card=16)
+    ar, nar = tiny_musicgen_lm(card=16), tiny_magnet_lm(card=16)
     ar_params = ARGenerationParams(use_sampling=False)
     tied = beat_spans(torch.tensor([300.0]), 50, 50.0, 3)  # a beat every 10 frames
     codes = generate_hybrid_codes(ar, ar.encode_text(["a", None]), ar_params, nar, nar.encode_text(["a", None]),
@@ -140,7 +139,7 @@ def test_hybrid_keeps_the_ar_prefix_and_locks_the_beats_after_it():
 
 
 def test_generate_codes_rejects_a_wrong_beat_shape():
-    lm = _tiny_lm()
+    lm = tiny_magnet_lm()
     with pytest.raises(InputError, match="tied has shape"):
         generate_codes(lm, None, GenerationParams(decoding_steps=[1, 1, 1, 1]), max_len=50, num_samples=1,
                        tied=torch.zeros(1, 40, dtype=torch.long))
@@ -149,7 +148,7 @@ def test_generate_codes_rejects_a_wrong_beat_shape():
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, fixture_dir):
     directory = tmp_path_factory.mktemp("beat") / "model"
-    _write_export(_tiny_lm(card=64, segment=2), directory, fixture_dir / "compression_state_dict.bin")
+    write_export(tiny_magnet_lm(card=64, segment_duration=2.0), directory, fixture_dir / "compression_state_dict.bin")
     return MAGNeT.get_pretrained(str(directory), device="cpu")
 
 

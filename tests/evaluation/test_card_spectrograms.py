@@ -11,7 +11,7 @@ import soundfile as sf
 pytest.importorskip("librosa")
 pytest.importorskip("matplotlib")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "card_spectrograms.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "card_spectrograms.py"
 
 
 def _script():

@@ -21,7 +21,7 @@ from magnet_audio import MAGNeT
 from magnet_audio.codec import SpectralCodec, SpectralCodecConfig, save_our_codec
 from magnet_audio.training.tokens import tokenize
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gpu_train_default.sh"
 spec = importlib.util.spec_from_file_location("gpu_train_default", REPO / "scripts" / "gpu_train_default.py")
 recipe = importlib.util.module_from_spec(spec)
@@ -59,6 +59,7 @@ def caches(tmp_path_factory):
     return root, codec
 
 
+@pytest.mark.slow
 def test_toy_run_returns_a_model_that_assembles_and_loads(caches, tmp_path, capsys):
     root, codec = caches
     out = tmp_path / "OUT"

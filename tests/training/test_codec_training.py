@@ -452,7 +452,7 @@ def test_example_config_documents_every_option():
 
     from magnet_audio.training.codec_train import CodecTrainConfig, load_codec_config
 
-    path = Path(__file__).parent.parent / "configs" / "codec_tiny.yaml"
+    path = Path(__file__).parents[2] / "configs" / "codec_tiny.yaml"
     raw = yaml.safe_load(path.read_text())
     keys = [k for k in _dotted(CodecTrainConfig) if k != "model"]
     keys += [f"model.{f.name}" for f in dataclasses.fields(EncodecConfig)] + ["model.init_from"]

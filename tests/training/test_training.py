@@ -35,7 +35,7 @@ from magnet_audio.training.tokens import TokenCache, TokenCrops, tokenize
 from magnet_audio.training.runtime import EMA, list_checkpoints, load_checkpoint, lr_factor, save_atomic
 from magnet_audio.training.trainer import init_lm_weights, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHORDS = {"C major": (261.63, 329.63, 392.0), "A minor": (220.0, 261.63, 329.63),
           "G major": (196.0, 246.94, 293.66), "E minor": (164.81, 196.0, 246.94)}
 

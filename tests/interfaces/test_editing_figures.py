@@ -9,7 +9,7 @@ import torch
 
 pytest.importorskip("matplotlib")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "editing_figures.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "editing_figures.py"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -17,7 +17,7 @@ from magnet_audio.training.objectives import (
     span_mask,
     stage_mask,
 )
-from conftest import tiny_magnet_lm
+from helpers import tiny_magnet_lm
 
 
 def test_cosine_mask_rate():

@@ -29,7 +29,7 @@ from magnet_audio.app_page import free_port
 from magnet_audio.cli import main
 from magnet_audio.errors import InputError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "audiocraft-tiny"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "audiocraft-tiny"
 T5 = FIXTURES / "t5"
 SAMPLE_RATE, CLIP_S = 32000, 0.96  # 1 s window, cut to a multiple of the 3-frame span at 50 Hz
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -534,6 +534,7 @@ def test_temporary_results_are_swept():
     assert not generator.output_dir.exists()
 
 
+@pytest.mark.slow
 def test_uploads_over_the_limit_are_refused(server):
     httpx = pytest.importorskip("httpx", reason="httpx is not installed")
     url = server["url"] + "gradio_api/upload"

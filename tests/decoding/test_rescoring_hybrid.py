@@ -12,8 +12,7 @@ from magnet_audio.decoding.hybrid import generate_hybrid_codes
 from magnet_audio.decoding.rescoring import ARRescorer, combine_probs
 from magnet_audio.decoding.schedules import mask_rates, num_to_mask
 from magnet_audio.errors import InputError
-from test_musicgen import _fixture_sized_lm, _lut_lm, write_musicgen_export
-from conftest import tiny_magnet_lm
+from helpers import fixture_sized_musicgen_lm, tiny_magnet_lm, tiny_musicgen_lm, write_export
 
 TEXTS = ["lofi beat", "calm piano"]
 
@@ -28,8 +27,8 @@ def magnet(fixture_dir):
 
 @pytest.fixture(scope="module")
 def musicgen_dir(fixture_dir, tmp_path_factory):
-    return write_musicgen_export(_fixture_sized_lm(segment=2.0), tmp_path_factory.mktemp("ar") / "musicgen",
-                                 fixture_dir / "compression_state_dict.bin")
+    return write_export(fixture_sized_musicgen_lm(segment=2.0), tmp_path_factory.mktemp("ar") / "musicgen",
+                        fixture_dir / "compression_state_dict.bin")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +60,7 @@ def test_combination_is_the_papers_convex_mix():
 
 
 def test_ar_rescorer_scores_one_codebook_of_a_masked_candidate():
-    ar = _lut_lm(card=16)
+    ar = tiny_musicgen_lm(card=16)
     rescorer = ARRescorer(ar, ["a", "b"])
     codes = torch.randint(0, 16, (2, 4, 30))
     codes[:, 2:] = 16  # higher codebooks still masked (MAGNeT's mask id = card)
@@ -141,7 +140,7 @@ def test_rescoring_through_the_api_is_deterministic_and_changes_the_result(magne
 
 def test_rescorer_must_share_the_codec(magnet):
     with pytest.raises(InputError, match="codec"):
-        magnet.set_generation_params(rescorer=_lut_lm(card=16))
+        magnet.set_generation_params(rescorer=tiny_musicgen_lm(card=16))
     with pytest.raises(InputError, match="MusicGen"):
         magnet.set_generation_params(rescorer="facebook/musicgen-small")
 
@@ -174,7 +173,7 @@ def test_hybrid_keeps_the_ar_prefix_verbatim(magnet, musicgen, monkeypatch):
 
 
 def test_hybrid_greedy_prefix_is_the_ar_models_own_generation():
-    ar, nar = _lut_lm(card=16), _tiny_magnet(card=16)
+    ar, nar = tiny_musicgen_lm(card=16), _tiny_magnet(card=16)
     ar_memory, memory = ar.encode_text(["a", None]), nar.encode_text(["a", None])
     ar_params = ARGenerationParams(use_sampling=False)
     codes = generate_hybrid_codes(ar, ar_memory, ar_params, nar, memory, GenerationParams(decoding_steps=[2, 1, 1, 1]),
@@ -184,7 +183,7 @@ def test_hybrid_greedy_prefix_is_the_ar_models_own_generation():
     with pytest.raises(InputError, match="prefix"):
         generate_hybrid_codes(ar, ar_memory, ar_params, nar, memory, GenerationParams(), prefix_len=50, max_len=50)
     with pytest.raises(InputError, match="codec"):
-        generate_hybrid_codes(_lut_lm(card=32), None, ar_params, nar, None, GenerationParams(), 10, 50)
+        generate_hybrid_codes(tiny_musicgen_lm(card=32), None, ar_params, nar, None, GenerationParams(), 10, 50)
 
 
 def test_hybrid_rejects_a_prefix_outside_the_window(magnet, musicgen):

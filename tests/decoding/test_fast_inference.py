@@ -16,7 +16,7 @@ from magnet_audio.decoding.schedules import guidance_coef, mask_rates
 from magnet_audio.errors import InputError
 from magnet_audio.lm import MagnetLM
 from magnet_audio.lm.transformer import RowKVCache
-from conftest import tiny_magnet_lm
+from helpers import tiny_magnet_lm
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +314,7 @@ def test_exact_mode_tokens_equal_audiocraft_on_same_weights(tmp_path):
     import subprocess
     import sys
 
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
     spec = importlib.util.spec_from_file_location("audiocraft_compat", scripts / "audiocraft_compat.py")
     compat = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compat)

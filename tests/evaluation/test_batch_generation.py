@@ -16,7 +16,7 @@ from magnet_audio.evaluation.batch import Job, cut_batches, read_jobs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
        "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])}
 LINES = [{"description": "calm piano"}, {"text": "lofi beat", "id": "lofi"}, "a plain string",

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "metric_curves.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "metric_curves.py"
 
 
 def _script():

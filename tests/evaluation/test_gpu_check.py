@@ -12,9 +12,10 @@ import torch
 
 from magnet_audio.evaluation import gpu_check
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_toy_check_end_to_end(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--toy", "--out", str(out)],
