@@ -21,6 +21,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     setup_logging()
     cfg = load_config(args.config, args.overrides)
+    if cfg.log.tensorboard and int(os.environ.get("RANK", "0")) == 0:
+        from .tblog import tensorboard_hint
+
+        print(tensorboard_hint(cfg.run_dir), flush=True)
     metrics = train(cfg, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0 and metrics:
         print("final validation: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -68,12 +72,16 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_bench_train(args: argparse.Namespace) -> None:
     from .bench import format_result, run_train_bench, write_result
 
-    result = run_train_bench(size=args.size, dim=args.dim, heads=args.heads, layers=args.layers, batch=args.batch,
-                             duration=args.duration, steps=args.steps, warmup=args.warmup, device=args.device,
-                             precision=args.precision)
-    print(format_result(result))
+    options = dict(size=args.size, dim=args.dim, heads=args.heads, layers=args.layers, batch=args.batch,
+                   duration=args.duration, steps=args.steps, warmup=args.warmup, device=args.device,
+                   precision=args.precision)
+    # --strategy fsdp: DDP with the same settings first, for comparison
+    strategies = ["ddp", "fsdp"] if args.strategy == "fsdp" else [args.strategy]
+    results = [run_train_bench(**options, strategy=s, nproc=args.nproc) for s in strategies]
+    for result in results:
+        print(format_result(result))
     if args.out:
-        print(f"wrote {write_result(result, args.out)}")
+        print(f"wrote {write_result(results[-1] if len(results) == 1 else results, args.out)}")
 
 
 def add_subcommands(subparsers) -> None:
@@ -151,5 +159,8 @@ def add_bench_train(bench_subparsers) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed updates first")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="autocast precision")
+    p.add_argument("--strategy", default="single", choices=["single", "ddp", "fsdp"],
+                   help="single: this process; ddp or fsdp: --nproc processes (fsdp also runs ddp for comparison)")
+    p.add_argument("--nproc", type=int, default=2, help="processes for --strategy ddp / fsdp")
     p.add_argument("--out", default=None, help="also write the result as JSON here")
     p.set_defaults(func=cmd_bench_train)

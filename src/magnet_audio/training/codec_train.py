@@ -57,6 +57,7 @@ from .config import (CheckpointConfig, DistributedConfig, EMAConfig, LogConfig, 
 from .data import AudioSegments, EpochSampler, load_items, split_items, sub_seed
 from .loop import Trainer, open_run
 from .runtime import checkpoint_weights, find_checkpoint, init_distributed, load_checkpoint, seed_all
+from .tblog import tensorboard_hint
 
 logger = logging.getLogger(__name__)
 
@@ -430,6 +431,8 @@ def export_codec(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_
 def cmd_train_codec(args: argparse.Namespace) -> None:
     setup_logging()
     cfg = load_codec_config(args.config, args.overrides)
+    if cfg.log.tensorboard and int(os.environ.get("RANK", "0")) == 0:
+        print(tensorboard_hint(cfg.run_dir), flush=True)
     metrics = train_codec(cfg, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         if metrics:

@@ -121,15 +121,30 @@ class CheckpointConfig:
 
 @dataclass
 class LogConfig:
+    """Metrics rows every ``every`` updates (CSV and JSONL, always); ``tensorboard``: also event files
+    in ``RUN/tensorboard`` (losses, learning rate, gradient norm, throughput, samples; needs the
+    ``train`` extra)."""
+
     every: int = 50
     progress: bool = True
+    tensorboard: bool = False
 
 
 @dataclass
 class DistributedConfig:
+    """How several processes (torchrun) train.
+
+    strategy: ``ddp`` (every rank holds the whole model and optimizer; one checkpoint file) or
+        ``fsdp`` (FSDP2 ``fully_shard`` per block then the root: parameters, gradients, optimizer
+        and EMA states sharded over ranks; sharded Distributed Checkpoint folders).
+    activation_checkpointing: recompute each block's activations in the backward pass (fsdp only).
+    """
+
     backend: str = "auto"
     timeout_minutes: float = 60.0
     find_unused_parameters: bool = False
+    strategy: str = "ddp"
+    activation_checkpointing: bool = False
 
 
 @dataclass
@@ -222,6 +237,11 @@ def loop_checks(cfg) -> list[tuple[bool, str]]:
         (cfg.log.every >= 1, "log.every must be >= 1"),
         (cfg.precision in ("auto", "fp32", "fp16", "bf16"), "precision must be auto, fp32, fp16 or bf16"),
         (cfg.distributed.backend in ("auto", "gloo", "nccl"), "distributed.backend must be auto, gloo or nccl"),
+        (cfg.distributed.strategy in ("ddp", "fsdp"), "distributed.strategy must be ddp or fsdp"),
+        (cfg.distributed.strategy == "fsdp" or not cfg.distributed.activation_checkpointing,
+         "distributed.activation_checkpointing needs distributed.strategy fsdp"),
+        (cfg.distributed.strategy == "ddp" or cfg.precision != "fp16",
+         "precision fp16 is not supported with distributed.strategy fsdp (use bf16 or fp32)"),
     ]
 
 

@@ -7,13 +7,15 @@ averages) and whose ``model`` attribute is the network to EMA, checkpoint and ex
 :class:`~magnet_audio.training.objectives.MagnetObjective`; a codec objective (codec +
 discriminator returning one summed loss) plugs in the same way.
 
-What the loop does per update: ``optim.grad_accum`` micro-batches (DDP gradient sync only on the
-last), autocast where the device supports it (fp16 with a GradScaler, or bf16), gradient clipping,
+What the loop does per update: ``optim.grad_accum`` micro-batches (DDP or FSDP gradient sync only
+on the last), autocast where the device supports it (fp16 with a GradScaler, or bf16), gradient clipping,
 AdamW, the learning-rate schedule, and every ``ema.every`` updates an EMA of the weights. Every
 ``valid.every`` updates the validation loss (with the EMA weights), every ``samples.every`` a few
 generated samples, every ``checkpoint.every`` a checkpoint.
 
-The processes, checkpoint files, EMA and metrics log it uses are in :mod:`.runtime`.
+The processes, checkpoint files, EMA and metrics log it uses are in :mod:`.runtime`; sharded
+training (``distributed.strategy: fsdp``) in :mod:`.sharding`, its checkpoints in :mod:`.dcp`,
+TensorBoard logging in :mod:`.tblog`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -36,9 +39,12 @@ from tqdm import tqdm
 from ..errors import CheckpointError, InputError, TrainingDiverged
 from .config import TrainConfig
 from .data import BatchStream, sub_seed
+from .dcp import SHARDED_SUFFIX, header_blob, load_training_state, read_header, save_sharded, training_state
 from .runtime import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, EMA, DistInfo, MetricsLog, autocast,
                       autocast_dtype, barrier, capture_rng, list_checkpoints, load_checkpoint, lr_factor,
                       restore_rng, save_atomic, seed_all)
+from .sharding import full, local, shard
+from .tblog import TensorBoardLog
 
 
 logger = logging.getLogger(__name__)
@@ -106,6 +112,15 @@ class Trainer:
                  write_samples: Callable[[int, Path], None] | None = None):
         self.cfg, self.info, self.meta = cfg, info, meta
         self.objective = objective.to(info.device)
+        self.autocast_dtype = autocast_dtype(cfg.precision, info.device)
+        self.sharded = cfg.distributed.strategy == "fsdp"  # sharded checkpoints, even in one process
+        if self.sharded and self.autocast_dtype == torch.float16:
+            raise InputError("distributed.strategy fsdp needs bf16 or fp32 precision (this device would use fp16)")
+        if self.sharded and info.distributed:
+            shard(self.objective, info.device, self.autocast_dtype, cfg.distributed.activation_checkpointing)
+            if write_samples is not None:  # generation would need every rank's shards in lockstep
+                logger.warning("samples are not written under distributed.strategy fsdp with several processes")
+                write_samples = None
         self.model = objective.model
         self.make_batch, self.valid_batches, self.write_samples = make_batch, valid_batches, write_samples
         self.run_dir = Path(cfg.run_dir)
@@ -115,30 +130,33 @@ class Trainer:
                                            weight_decay=o.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, o.schedule, o.warmup, o.steps, o.lr_min_ratio))
-        self.autocast_dtype = autocast_dtype(cfg.precision, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.autocast_dtype == torch.float16)
         self.ema = EMA(self.model, cfg.ema.decay) if cfg.ema.use else None
         self.ddp = None
-        if info.distributed:
+        if info.distributed and not self.sharded:
             self.ddp = nn.parallel.DistributedDataParallel(
                 self.objective, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                 find_unused_parameters=cfg.distributed.find_unused_parameters)
         self.log: MetricsLog | None = None
+        self.tb: TensorBoardLog | None = None
 
     def _autocast(self):
         return autocast(self.info.device, self.autocast_dtype)
 
     # -------------------------------------------------------------------------------- checkpoints
 
-    def _state(self, rng_states: list[dict]) -> dict:
+    def _header(self, rng_states: list[dict]) -> dict:
         return {
             "format": "magnet_audio.training", "version": CHECKPOINT_VERSION, "step": self.step,
             "consumed": self.step * self.cfg.optim.grad_accum, "world_size": self.info.world_size,
             "config": self.cfg.to_dict(), "meta": self.meta, "model_key": self.objective.model_key,
-            "objective": self.objective.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None, "rng": rng_states,
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_states,
         }
+
+    def _state(self, rng_states: list[dict]) -> dict:
+        return {**self._header(rng_states), "objective": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None}
 
     def _stop_if_diverged(self, finite: torch.Tensor, what: str) -> None:
         """Raise :class:`TrainingDiverged` (on every rank) unless ``finite`` (a bool tensor) holds on all
@@ -161,8 +179,8 @@ class Trainer:
         if self.ema is not None:
             tensors += list(self.ema.state.values())
         finite = torch.ones((), dtype=torch.bool, device=self.info.device)
-        for t in tensors:
-            finite &= torch.isfinite(t).all().to(finite.device)
+        for t in tensors:  # sharded: this rank's part (the ranks agree in _stop_if_diverged)
+            finite &= torch.isfinite(local(t)).all().to(finite.device)
         return finite
 
     def save_checkpoint(self) -> Path | None:
@@ -174,10 +192,13 @@ class Trainer:
         if self.info.distributed:
             states: list = [None] * self.info.world_size
             dist.all_gather_object(states, rng)
-            self._check_ranks_in_sync()
+            if not self.sharded:
+                self._check_ranks_in_sync()
         else:
             states = [rng]
         path = None
+        if self.sharded:
+            return self._save_sharded(states)
         if self.info.is_main:
             folder = self.run_dir / CHECKPOINT_DIR
             folder.mkdir(parents=True, exist_ok=True)
@@ -187,6 +208,19 @@ class Trainer:
                 old.unlink()
         barrier(self.info)
         return path
+
+    def _save_sharded(self, rng_states: list[dict]) -> Path | None:
+        """Every rank writes its shards (:mod:`.dcp`); rank 0 commits and prunes. The path on rank 0."""
+        header = self._header(rng_states)
+        header["ema"] = {"count": self.ema.count, "decay": self.ema.decay} if self.ema is not None else None
+        state = {**training_state(self.objective, self.optimizer, self.ema), "header": header_blob(header)}
+        path = self.run_dir / CHECKPOINT_DIR / CHECKPOINT_FORMAT.format(self.step).replace(".pt", SHARDED_SUFFIX)
+        save_sharded(state, path, self.info.is_main, lambda: barrier(self.info))
+        if self.info.is_main:
+            for _, old in list_checkpoints(self.run_dir)[:-self.cfg.checkpoint.keep_last]:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+        barrier(self.info)
+        return path if self.info.is_main else None
 
     def _check_ranks_in_sync(self) -> None:
         """Raise if the ranks' weights differ (they must be identical under DDP)."""
@@ -200,11 +234,17 @@ class Trainer:
     def load(self, ckpt: dict) -> None:
         if ckpt.get("model_key") != self.objective.model_key:
             raise CheckpointError(f"the checkpoint trains {ckpt.get('model_key')!r}, not {self.objective.model_key!r}")
-        try:
-            self.objective.load_state_dict(ckpt["objective"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"the checkpoint does not match this configuration's model: {exc}") from exc
+        if ckpt.get("sharded"):
+            load_training_state(ckpt, self.objective, self.optimizer, self.ema)
+        elif self.sharded and self.info.distributed:
+            raise CheckpointError("a single-file (ddp) checkpoint cannot be resumed with distributed.strategy fsdp on "
+                                  "several processes: resume it with strategy ddp")
+        else:
+            try:
+                self.objective.load_state_dict(ckpt["objective"])
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            except (RuntimeError, ValueError) as exc:
+                raise CheckpointError(f"the checkpoint does not match this configuration's model: {exc}") from exc
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self._apply_optim_config(ckpt.get("config") or {})
         if ckpt["scaler"] and self.scaler.is_enabled():  # empty when the run did not use fp16
@@ -257,8 +297,10 @@ class Trainer:
         for micro in range(accum):
             batch = _to_device(next(batches), self.info.device)
             tokens += int(batch[0].numel())
-            sync = self.ddp is None or micro == accum - 1
-            with (contextlib.nullcontext() if sync else self.ddp.no_sync()):
+            sync = micro == accum - 1
+            if self.sharded and self.info.distributed:  # FSDP's no_sync: reduce-scatter on the last only
+                self.objective.set_requires_gradient_sync(sync)
+            with (contextlib.nullcontext() if sync or self.ddp is None else self.ddp.no_sync()):
                 with self._autocast():
                     loss, metrics = module(*batch)
                 finite &= torch.isfinite(loss.detach())
@@ -267,7 +309,7 @@ class Trainer:
         self._stop_if_diverged(finite, "loss")  # before the update: the weights stay those of the last step
         self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.optim.max_norm if self.cfg.optim.max_norm > 0 else math.inf  # 0: no clipping
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.objective.parameters(), max_norm))
+        grad_norm = float(full(torch.nn.utils.clip_grad_norm_(self.objective.parameters(), max_norm)))
         if math.isfinite(grad_norm) or self.scaler.is_enabled():
             self.scaler.step(self.optimizer)  # a GradScaler skips non-finite steps itself
         else:
@@ -296,16 +338,28 @@ class Trainer:
         was_training = self.objective.training
         self.objective.eval()
         ctx = self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
+        batches = list(self.valid_batches)
+        count = len(batches)
+        if self.sharded and self.info.distributed:  # every forward is collective: pad to the most batches
+            n = torch.tensor([count], device=self.info.device)  # nccl reduces CUDA tensors only
+            dist.all_reduce(n, op=dist.ReduceOp.MAX)
+            batches += [batches[0] if batches else self.make_batch(0)] * (int(n) - count)  # not counted
         with ctx:
-            for i, batch in enumerate(self.valid_batches):
+            for i, batch in enumerate(batches):
                 seed = sub_seed(self.cfg.seed, 3, i, self.info.rank)
                 generator = torch.Generator(self.info.device).manual_seed(seed)
                 with self._autocast():
                     _, metrics = self.objective(*_to_device(batch, self.info.device), generator=generator,
                                                 rng=random.Random(seed))
-                averager.add(metrics)
+                if i < count:
+                    averager.add(metrics)
         self.objective.train(was_training)
         return averager.reduce(self.info)
+
+    def _log(self, split: str, step: int, metrics: dict[str, float]) -> None:
+        self.log.write(split, step, metrics)
+        if self.tb is not None:
+            self.tb.write(split, step, metrics)
 
     def _samples(self) -> None:
         out = self.run_dir / "samples" / f"step_{self.step:08d}"
@@ -316,6 +370,8 @@ class Trainer:
             torch.manual_seed(self.cfg.samples.seed)
             self.write_samples(self.step, out)
         self.objective.train(was_training)
+        if self.tb is not None:
+            self.tb.add_samples(self.step, out)
 
     def run(self, resume: dict | None = None) -> dict[str, float]:
         """Train to ``cfg.optim.steps``, or until ``cfg.optim.max_minutes`` are spent (from ``resume``,
@@ -327,15 +383,22 @@ class Trainer:
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.log = MetricsLog(self.run_dir, self.step if resume is not None else None)
+            if cfg.log.tensorboard:
+                self.tb = TensorBoardLog(self.run_dir, self.step if resume is not None else None)
         self.objective.train()
         batches = self._batches()
         bar = tqdm(total=cfg.optim.steps, initial=self.step, desc="train", unit="step",
                    disable=not (info.is_main and cfg.log.progress))
         averager, last_valid = _Averager(), {}
-        if self.valid_batches and self.step == 0:  # the starting point, for comparison
+        has_valid = bool(self.valid_batches)
+        if info.distributed:  # a rank with no validation batch still takes part (the reduction is collective)
+            flag = torch.tensor([float(has_valid)], device=info.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            has_valid = bool(flag.item())
+        if has_valid and self.step == 0:  # the starting point, for comparison
             last_valid = self.validate()
             if info.is_main:
-                self.log.write("valid", 0, last_valid)
+                self._log("valid", 0, last_valid)
                 logger.info("step 0 valid %s", _fmt(last_valid))
         tokens, seconds = 0, 0.0  # of the training steps alone (no validation, samples, checkpoints)
         budget = getattr(cfg.optim, "max_minutes", None)
@@ -356,16 +419,16 @@ class Trainer:
                     metrics = averager.reduce(info)
                     metrics.update(lr=lr, grad_norm=grad_norm, tokens_per_s=tokens * info.world_size / seconds)
                     if info.is_main:
-                        self.log.write("train", self.step, metrics)
+                        self._log("train", self.step, metrics)
                         key = self.objective.progress_metric
                         bar.set_postfix({key: f"{metrics.get(key, float('nan')):.3f}", "lr": f"{lr:.2e}"})
                         if not cfg.log.progress:
                             logger.info("step %d %s", self.step, _fmt(metrics))
                     averager, tokens, seconds = _Averager(), 0, 0.0
-                if self.valid_batches and (last or (cfg.valid.every and self.step % cfg.valid.every == 0)):
+                if has_valid and (last or (cfg.valid.every and self.step % cfg.valid.every == 0)):
                     last_valid = self.validate()
                     if info.is_main:
-                        self.log.write("valid", self.step, last_valid)
+                        self._log("valid", self.step, last_valid)
                         logger.info("step %d valid %s", self.step, _fmt(last_valid))
                 if (self.write_samples is not None and info.is_main and cfg.samples.every
                         and (self.step % cfg.samples.every == 0 or last)):
@@ -378,6 +441,8 @@ class Trainer:
                     break
         finally:
             bar.close()
+            if self.tb is not None:
+                self.tb.close()
         return last_valid
 
 
@@ -400,7 +465,8 @@ def open_run(cfg, resume: bool | str, info: DistInfo) -> dict | None:
         if path is None:
             logger.info("no checkpoint in %s: starting from scratch", run_dir)
         else:
-            ckpt = load_checkpoint(path)
+            # a sharded folder: its header only; each rank reads its shards in Trainer.load
+            ckpt = {**read_header(path), "sharded": str(path)} if path.is_dir() else load_checkpoint(path)
             logger.info("resuming from %s (step %d)", path, ckpt["step"])
     elif existing:
         raise InputError(f"{run_dir} already holds checkpoints (the last at step {existing[-1][0]}): pass --resume "
@@ -409,5 +475,7 @@ def open_run(cfg, resume: bool | str, info: DistInfo) -> dict | None:
         (run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
         for stale in (run_dir / CHECKPOINT_DIR).glob(".checkpoint_*.tmp-*"):
             stale.unlink()  # left by a process killed while writing
+        for stale in (run_dir / CHECKPOINT_DIR).glob(f".checkpoint_*{SHARDED_SUFFIX}.tmp"):
+            shutil.rmtree(stale)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return ckpt

@@ -10,8 +10,9 @@ of every rank (torch, CUDA, numpy, Python) and the step; batches are a pure func
 Many processes: under ``torchrun`` (``WORLD_SIZE`` > 1) the objective is wrapped in
 DistributedDataParallel (gloo on CPU, nccl on GPU), each rank reads its own shard of the data, and
 only rank 0 writes files. At every checkpoint the ranks compare a checksum of their weights and stop
-with an error if they ever differ. Every rank holds the whole model: FSDP (sharding parameters and
-optimizer state over ranks) is not implemented; see ``configs/train_magnet.yaml`` for the options.
+with an error if they ever differ. With ``distributed.strategy: fsdp`` the objective is sharded
+instead (:mod:`.sharding`) and checkpoints are sharded folders (:mod:`.dcp`, ``checkpoint_*.dcp``),
+which :func:`list_checkpoints`, :func:`load_checkpoint` and :func:`find_checkpoint` accept as well.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from torch import nn
 from ..checkpoints import safe_load
 from ..errors import CheckpointError, InputError
 from ..validation import device as check_device
+from .dcp import SHARDED_SUFFIX, is_committed, load_full
 
 
 logger = logging.getLogger(__name__)
@@ -233,10 +235,13 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, path) of the complete checkpoints of a run, oldest first."""
+    """(step, path) of the complete checkpoints of a run (files, and committed sharded folders),
+    oldest first."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     found = []
-    for path in folder.glob("checkpoint_*.pt"):
+    for path in [*folder.glob("checkpoint_*.pt"), *folder.glob(f"checkpoint_*{SHARDED_SUFFIX}")]:
+        if path.suffix == SHARDED_SUFFIX and not is_committed(path):
+            continue  # a killed writer's folder: ignored
         try:
             found.append((int(path.stem.split("_")[1]), path))
         except (IndexError, ValueError):
@@ -245,8 +250,9 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A training checkpoint (safe loading: tensors and plain containers only)."""
-    ckpt = safe_load(path)
+    """A training checkpoint (safe loading: tensors and plain containers only); a sharded folder is
+    read whole into this process."""
+    ckpt = load_full(Path(path)) if Path(path).is_dir() else safe_load(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "magnet_audio.training":
         raise CheckpointError(f"{path} is not a magnet-audio training checkpoint")
     return ckpt
@@ -309,12 +315,15 @@ def _row_step(line: str) -> int:
 def find_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint file, or the last checkpoint of a run folder."""
     path = Path(path).expanduser()
+    if is_committed(path):
+        return path
     if path.is_dir():
         found = list_checkpoints(path)
         if not found and path.name == "checkpoints":
             found = list_checkpoints(path.parent)
         if not found:
-            raise CheckpointError(f"{path} holds no training checkpoint (checkpoints/checkpoint_*.pt)")
+            raise CheckpointError(f"{path} holds no training checkpoint (checkpoints/checkpoint_*.pt or "
+                                  f"checkpoint_*{SHARDED_SUFFIX})")
         return found[-1][1]
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
