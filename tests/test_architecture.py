@@ -28,7 +28,8 @@ LAYERS: list[dict[str, list[str]]] = [
     {"decoding": ["decoding"]},
     {"models": ["", "genmodel", "models", "musicgen", "editing"]},  # "": the package itself (magnet_audio/__init__.py)
     {"training": ["training"], "evaluation": ["evaluation"]},
-    {"interfaces": ["cli", "__main__", "train", "app", "app_page", "data.cli", "evaluation.cli", "training.cli"]},
+    {"interfaces": ["cli", "__main__", "edit_cli", "train", "app", "app_page", "app_edit", "data.cli",
+                    "evaluation.cli", "training.cli"]},
 ]
 
 

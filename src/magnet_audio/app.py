@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,11 +171,9 @@ def window_guess(name: str) -> float | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def spectrogram_png(wav: np.ndarray, sample_rate: int, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Write a log-magnitude spectrogram (dB, 80 dB range) of ``wav`` [C, T] or [T] as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def spectrogram_db(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
+    """Log-magnitude spectrogram [freq, time] of ``wav`` [C, T] or [T] (channels averaged), in dB
+    below its peak, clipped at -80; and the clip's length in seconds."""
     x = np.asarray(wav, dtype=np.float64)
     x = x.mean(axis=0) if x.ndim == 2 else x.reshape(-1)
     x = x - x.mean()  # a DC offset would swamp the colour scale
@@ -186,9 +184,16 @@ def spectrogram_png(wav: np.ndarray, sample_rate: int, path: str | os.PathLike, 
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft)
     magnitude = np.abs(np.fft.rfft(frames, axis=-1)).T  # [freq, time]
     db = 20.0 * np.log10(np.maximum(magnitude, 1e-10))
-    db = np.clip(db - db.max(), -80.0, 0.0)
-    seconds = len(x) / sample_rate
+    return np.clip(db - db.max(), -80.0, 0.0), len(x) / sample_rate
 
+
+def spectrogram_png(wav: np.ndarray, sample_rate: int, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Write a log-magnitude spectrogram (dB, 80 dB range, :func:`spectrogram_db`) of ``wav`` [C, T]
+    or [T] as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    db, seconds = spectrogram_db(wav, sample_rate)
     fig = Figure(figsize=(6.4, 2.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -280,11 +285,13 @@ class Generator:
 
     def generate(self, prompts_text: str, model_name: str, duration: Any, steps: Any, cfg_max: Any,
                  cfg_min: Any, temperature: Any, top_p: Any, seed: Any, fast: Any = False,
-                 progress=None) -> list[dict]:
+                 progress=None, edit: Callable | None = None) -> list[dict]:
         """Generate one clip per prompt; returns a dict per clip (audio and spectrogram paths, info).
 
         fast: decode with the fast-mode preset (``set_generation_params(fast=True)``, approximate;
             docs/fast-inference.md) instead of exact decoding.
+        edit: instead of ``model.generate(prompts)``, ``edit(model, prompts)`` returns the audio
+            [B, C, T] and details added to each clip's (an edit of an audio file: :mod:`.app_edit`).
         """
         import torch
 
@@ -314,7 +321,8 @@ class Generator:
             torch.manual_seed(params["seed"])
             start = time.perf_counter()
             try:
-                wav = model.generate(prompts).detach().float().cpu()
+                wav, extra = edit(model, prompts) if edit is not None else (model.generate(prompts), {})
+                wav = wav.detach().float().cpu()
             finally:
                 model.set_custom_progress_callback(None)
             elapsed = time.perf_counter() - start
@@ -340,7 +348,7 @@ class Generator:
                 "decoding_steps": decoding_steps, "max_cfg_coef": params["max_cfg_coef"],
                 "min_cfg_coef": params["min_cfg_coef"], "temperature": params["temperature"],
                 "top_p": params["top_p"], "beat_lock": model.generation_params.beat_lock, "fast": params["fast"],
-                "generation_s": round(elapsed, 3),
+                "generation_s": round(elapsed, 3), **extra,
             })
         return results
 

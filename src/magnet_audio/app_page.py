@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .app import Generator, sampling_defaults, steps_default, window_guess
-from .errors import InputError, MagnetError
+from .app_edit import PAST_TENSE, add_edit_controls, as_gr_error, wire_edit
+from .errors import InputError
 from .names import MAGNET_REPOS, bundled_models, default_model_name
 
 log = logging.getLogger("magnet_audio.app")
@@ -60,14 +61,11 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
                  temperature: float, top_p: float, seed: float, fast: bool = False, progress=gr.Progress()):
         """Generate one clip per prompt line (``fast``: approximate, faster decoding). Returns (audio
         files, spectrogram PNGs, details per clip)."""
-        try:
-            results = generator.generate(prompts, model, duration, steps, cfg_max, cfg_min, temperature, top_p,
-                                         seed, fast, progress=progress)
-        except MagnetError as exc:
-            raise gr.Error(str(exc), title="Cannot generate") from exc
-        except Exception as exc:  # a bug or out of memory: report it, keep serving
-            log.exception("generation failed")
-            raise gr.Error(f"Generation failed: {type(exc).__name__}: {exc}", title="Generation failed") from exc
+        return present(as_gr_error(gr, generator.generate, prompts, model, duration, steps, cfg_max, cfg_min,
+                                   temperature, top_p, seed, fast, progress=progress))
+
+    def present(results: list[dict]):
+        """(audio files, spectrogram PNGs, details per clip) of a request's results."""
         details = [{"file": Path(r["audio"]).name,
                     **{k: v for k, v in r.items() if k not in ("audio", "spectrogram")}} for r in results]
         return [r["audio"] for r in results], [r["spectrogram"] for r in results], details
@@ -87,7 +85,7 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
                 updates += [gr.update(visible=False), gr.update(value=None), gr.update(value=None)]
         if details:
             d = details[0]
-            status = (f"Generated {len(details)} clip(s) of {d['duration_s']:.2f} s at {d['sample_rate']} Hz "
+            status = (f"{PAST_TENSE[d.get('mode', 'generate')]} {len(details)} clip(s) of {d['duration_s']:.2f} s at {d['sample_rate']} Hz "
                       f"with `{d['model']}` in {d['generation_s']:.1f} s (seed {d['seed']}"
                       f"{', fast mode' if d['fast'] else ''}).")
         else:
@@ -107,12 +105,15 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
                            font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
     with gr.Blocks(title="MAGNeT text-to-music", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# MAGNeT: text-to-music\nMasked audio generation with a single non-autoregressive "
-                    f"transformer. One prompt per line, up to {slots} per request.")
+                    f"transformer. One prompt per line, up to {slots} per request; or continue, inpaint or vary "
+                    "an audio clip.")
         with gr.Row():
             with gr.Column(scale=5):
+                edit_parts = add_edit_controls(gr)
                 prompts = gr.Textbox(label="Prompts (one per line)", lines=4, max_lines=slots + 4,
                                      placeholder=EXAMPLE_PROMPTS[0], elem_id="prompts")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
+                edit_button = gr.Button("Edit", variant="primary", elem_id="edit", visible=False)
                 model = gr.Dropdown(generator.models, value=default, label="Model", elem_id="model")
                 model_info = gr.Markdown(generator.describe(default), elem_id="model-info")
                 with gr.Accordion("Generation parameters", open=True):
@@ -152,8 +153,11 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
                      api_name="generate", concurrency_limit=concurrency, concurrency_id="generate",
                      show_progress_on=[status])
         run = button.click(**event)
-        run.success(show, inputs=[details, audio_files, image_files], outputs=[status] + slot_parts,
-                    api_visibility="private", queue=False)
+        edit_run = wire_edit(gr, edit_parts, generator, button, edit_button, inputs, event["outputs"], present,
+                             [status], concurrency)
+        for each in (run, edit_run):
+            each.success(show, inputs=[details, audio_files, image_files], outputs=[status] + slot_parts,
+                         api_visibility="private", queue=False)
         model.change(on_model_change, inputs=[model], outputs=[model_info, duration, steps, cfg_max, cfg_min,
                                                                temperature, top_p],
                      api_visibility="private", queue=False)
@@ -162,8 +166,8 @@ def build_app(generator: Generator, concurrency: int = 1, queue_size: int = 32):
     return demo
 
 
-#: Largest file Gradio's upload route accepts: the app takes no audio, so uploads are only ever small.
-MAX_UPLOAD = "1mb"
+#: Largest file Gradio's upload route accepts: an audio clip to edit (a minute of 48 kHz stereo WAV is 11 MB).
+MAX_UPLOAD = "20mb"
 
 
 def launch(demo, host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth: tuple | None = None,
@@ -262,7 +266,8 @@ def add_subcommands(sub) -> None:
     """Add ``magnet app`` to the ``magnet`` command's subparsers."""
     app = sub.add_parser(
         "app", help="web app and HTTP API (Gradio)", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Serve a web page (and Gradio's API, api_name='generate') for text-to-music generation. "
+        description="Serve a web page (and Gradio's API, api_names 'generate' and 'edit') for text-to-music generation "
+                    "and audio editing. "
                     "Binds to 127.0.0.1; exposing it needs --listen, --expose or --share. Needs the `app` extra: "
                     "pip install 'magnet-audio[app]'.")
     app.add_argument("--model", "-m", action="append", default=None,
@@ -273,8 +278,8 @@ def add_subcommands(sub) -> None:
     app.add_argument("--offer-official", action="store_true",
                      help="also offer the official hub checkpoints (facebook/magnet-*): any visitor can then make "
                           "the server download several GB")
-    app.add_argument("--max-upload-mb", type=float, default=1.0,
-                     help="largest upload the server accepts, in MB (the app needs none)")
+    app.add_argument("--max-upload-mb", type=float, default=20.0,
+                     help="largest upload the server accepts, in MB (audio clips to edit)")
     app.add_argument("--t5-path", default=None, help="local directory of the T5 text encoder (offline use)")
     app.add_argument("--device", default=None, help="cpu, cuda or mps; None picks the best available")
     app.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs --expose")

@@ -10,6 +10,7 @@ from pathlib import Path
 from .app_page import add_subcommands as add_app
 from .cli_options import add_sampling_arguments, run_command, sampling_overrides
 from .data.cli import add_subcommands as add_data
+from .edit_cli import Continuation, add_continue_arguments, add_edit_command
 from .errors import InputError
 from .evaluation.cli import add_bench_edit, add_bench_generate
 from .evaluation.cli import add_subcommands as add_eval
@@ -58,6 +59,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     _check_writable(out_dir)  # fail before spending minutes on generation
 
     model = MAGNeT.get_pretrained(args.model, device=args.device, t5_path=args.t5_path)
+    continuation = Continuation.prepare(args, model) if args.continue_from else None
     ar_models: dict = {}
 
     def load_ar(name: str):  # MusicGen checkpoints, loaded once even if used for both roles
@@ -83,20 +85,26 @@ def cmd_generate(args: argparse.Namespace) -> None:
                       generate=hybrid if args.hybrid_ar else None, progress=not args.quiet,
                       write_options={"format": args.format, "strategy": args.strategy})
         return
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
+    seed = continuation.seed if continuation else args.seed  # a continuation records a seed, given or not
+    if seed is not None:
+        torch.manual_seed(seed)
     written = []
     for start in range(0, len(prompts), args.batch):
         batch = prompts[start:start + args.batch]
         if args.hybrid_ar:
             wav = model.generate_hybrid(batch, hybrid_ar, prefix_seconds=args.hybrid_prefix_seconds,
                                         progress=not args.quiet)
+        elif continuation:
+            wav = continuation.generate(model, batch, progress=not args.quiet)
         else:
             wav = model.generate(batch, progress=not args.quiet)
         for offset, (prompt, audio) in enumerate(zip(batch, wav)):
             stem = out_dir / f"{start + offset:02d}_{slugify(prompt)}"
-            path = audio_write(stem, audio.float().cpu(), model.sample_rate, format=args.format,
-                               strategy=args.strategy, loudness_compressor=True, exclusive=not args.overwrite)
+            if continuation:  # the audio and a .json of the parameters
+                path = continuation.write(stem, audio, model, args, prompt)
+            else:
+                path = audio_write(stem, audio.float().cpu(), model.sample_rate, format=args.format,
+                                   strategy=args.strategy, loudness_compressor=True, exclusive=not args.overwrite)
             written.append(path)
             print(f"{path}  ({audio.shape[-1] / model.sample_rate:.2f} s)  {prompt!r}")
     if not args.quiet:
@@ -178,8 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="half precision: float16 on GPU, bfloat16 on CPU")
     fast.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                       help="torch.compile the feed-forward blocks (slow first call)")
+    add_continue_arguments(gen)
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
+    add_edit_command(sub)
     add_data(sub)
     add_eval(sub)
     bench = sub.add_parser("bench", help="benchmarks: generation latency/throughput",

@@ -357,3 +357,71 @@ def cli_args(args) -> None:
     for (cmd, name), (kind, label) in CLI_OUTPUTS.items():
         if cmd == command and get(name) is not None:
             writable_target(get(name), label, kind)
+
+
+# ----------------------------------------------------------------------------------- editing
+
+
+def parse_region(value: Any, what: str = "--region") -> tuple[float, float]:
+    """One edit region in seconds, from ``"START:END"`` (``"3.0:5.5"``) or a ``(start, end)`` pair:
+    finite, ``start < end``, within an hour of the clip. A negative start or an end past the clip
+    is allowed (outpainting)."""
+    if isinstance(value, str):
+        start, sep, end = value.strip().partition(":")
+        if not sep or not start.strip() or not end.strip():
+            raise InputError(f"{what} must be START:END in seconds (e.g. 3.0:5.5), got {_show(value)}")
+        try:
+            pair = (float(start), float(end))
+        except ValueError:
+            raise InputError(f"{what} must be START:END in seconds (e.g. 3.0:5.5), got {_show(value)}") from None
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        pair = value
+    else:
+        raise InputError(f"{what} must be START:END in seconds or a (start, end) pair, got {_show(value)}")
+    start = finite_float(pair[0], f"{what} start", -MAX_DURATION, MAX_DURATION)
+    end = finite_float(pair[1], f"{what} end", -MAX_DURATION, MAX_DURATION)
+    if end <= start:
+        raise InputError(f"{what} {start:g}:{end:g}: the end must be after the start")
+    return start, end
+
+
+def parse_regions(values: Any, what: str = "--region") -> list[tuple[float, float]]:
+    """Edit regions (see :func:`parse_region`), sorted by start; at least one, none overlapping
+    (regions that only touch are fine). A string may hold several, separated by commas or spaces:
+    ``"1:2, 4:5.5"``."""
+    if isinstance(values, str):
+        values = [v for v in values.replace(",", " ").split() if v]
+    if not isinstance(values, (list, tuple)) or not values:
+        raise InputError(f"{what}: give at least one START:END (seconds)")
+    regions = sorted(parse_region(v, what) for v in values)
+    for (s1, e1), (s2, e2) in zip(regions, regions[1:]):
+        if s2 < e1:
+            raise InputError(f"{what} {s1:g}:{e1:g} and {s2:g}:{e2:g} overlap: give separate regions")
+    return regions
+
+
+def strength(value: Any, what: str = "strength") -> float:
+    """How much of a clip a variation re-generates: a number in [0, 1]."""
+    return finite_float(value, what, 0, 1)
+
+
+def audio_file(path: Any, what: str = "input audio") -> tuple[Path, int, int, float]:
+    """An audio file to edit or continue: ``(path, sample_rate, channels, seconds)``. A missing file,
+    a folder, a file libsndfile cannot read as audio, or an empty one is an :class:`InputError`."""
+    import soundfile
+
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise InputError(f"{what} must be a file path, got {_show(path)}")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{what} {path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{what} {path}: not a file")
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+        raise InputError(f"{what} {path} is not an audio file libsndfile can read "
+                         f"(wav, flac, ogg, mp3): {one_line(exc)}") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise InputError(f"{what} {path} holds no audio")
+    return path, int(info.samplerate), int(info.channels), info.frames / info.samplerate

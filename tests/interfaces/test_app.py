@@ -4,7 +4,7 @@ The end-to-end tests start `magnet app` in a subprocess on a free port with the 
 drive the page in headless Chromium (Debian's chromium + chromedriver through Selenium), and call
 the API with gradio_client and plain HTTP (Gradio's /call/ route, as curl would).
 
-Set MAGNET_APP_SCREENSHOT=docs/app.png to (re)write the README's screenshot.
+docs/app.png (the default model's page) is made by scripts/app_screenshot.py.
 """
 
 from __future__ import annotations
@@ -91,6 +91,52 @@ def test_parse_steps_and_params():
     assert window_guess("/some/dir") is None
 
 
+def test_check_edit(tmp_path):
+    from magnet_audio.app_edit import check_edit
+
+    clip = _tone_file(tmp_path / "clip.wav", 0.5)
+    assert check_edit("generate", None, "", 0, 0.3, True, 4).mode == "generate"
+    request = check_edit("inpaint", str(clip), "0.3:0.4, -0.2:0", 0, 0.3, False, 4)
+    assert request.regions == [(-0.2, 0.0), (0.3, 0.4)] and request.splice is False and request.audio == clip
+    assert check_edit("vary", str(clip), "", 0, 0.25, True, 4).strength == 0.25
+    assert check_edit("continue", str(clip), "", 0, 0.3, True, 4).prompt_seconds is None  # 0: the default
+    assert check_edit("continue", str(clip), "", 0.2, 0.3, True, 4).prompt_seconds == 0.2
+    text = tmp_path / "x.txt"
+    text.write_text("no audio")
+    for args, message in [(("inpaint", None, "1:2"), "upload or record"), (("inpaint", str(clip), "2:1"), "after"),
+                          (("inpaint", str(clip), ""), "at least one"), (("remix", str(clip), ""), "Mode"),
+                          (("vary", str(text), ""), "not an audio file"), (("vary", str(clip), "", 0, 2), "Strength")]:
+        with pytest.raises(InputError, match=message):
+            check_edit(*(args + (0, 0.3)[len(args) - 3:]), True, 4)
+    with pytest.raises(InputError, match="at most 0.4 s"):
+        check_edit("vary", str(clip), "", 0, 0.3, True, 0.4)
+
+
+def _tone_file(path: Path, seconds: float, sample_rate: int = 22050) -> Path:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 330 * t), sample_rate)
+    return path
+
+
+def test_generator_continues_a_clip(tmp_path):
+    """The page's continue mode: the clip (resampled for the codec) prompts the model; details say so."""
+    pytest.importorskip("matplotlib", reason="the `app` extra is not installed: pip install -e '.[app]'")
+    from magnet_audio.app_edit import run_edit
+
+    clip = _tone_file(tmp_path / "clip.wav", 0.3)
+    generator = Generator([str(FIXTURES)], t5_path=str(T5), device="cpu", output_dir=tmp_path / "out")
+    (result,) = run_edit(generator, str(clip), "continue", "", 0.2, 0.3, True, "piano", str(FIXTURES), 1.0,
+                         "2,1,1,1", 10, 1, 3.0, 0.9, 7)
+    assert result["mode"] == "continue" and result["prompt_seconds"] == 0.2 and result["seed"] == 7
+    assert result["input"] == {"name": "clip.wav", "sample_rate": 22050, "channels": 1, "seconds": 0.3,
+                               "converted_to": {"sample_rate": SAMPLE_RATE, "channels": 1}}
+    wav, sr = sf.read(result["audio"])
+    assert sr == SAMPLE_RATE and abs(len(wav) / sr - CLIP_S) < 1e-6 and np.isfinite(wav).all()
+    with pytest.raises(InputError, match="longer than clip.wav"):
+        run_edit(generator, str(clip), "continue", "", 0.5, 0.3, True, "piano", str(FIXTURES), 1.0, "2,1,1,1", 10, 1,
+                 3.0, 0.9, 7)
+
+
 def test_spectrogram_png(tmp_path):
     pytest.importorskip("matplotlib", reason="the `app` extra is not installed: pip install -e '.[app]'")
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
@@ -172,7 +218,8 @@ def server(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "magnet_audio.cli", "app", "--model", str(FIXTURES), "--model", str(alias),
          "--t5-path", str(T5), "--device", "cpu", "--port", str(port), "--max-prompts", "3",
-         "--max-duration", "4", "--concurrency", "2", "--output-dir", str(tmp / "out"), "--offer-official"],
+         "--max-duration", "4", "--concurrency", "2", "--output-dir", str(tmp / "out"), "--offer-official",
+         "--max-upload-mb", "1"],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 300  # a loaded machine (e.g. a training job) slows the start
@@ -278,12 +325,6 @@ def test_browser_generate_and_bad_input(server, browser):
     _check_wav(_fetch(audio_url))
     assert _fetch(image_url)[:8] == PNG
     print(f"browser round trip: {time.monotonic() - start:.2f} s")
-    shot = os.environ.get("MAGNET_APP_SCREENSHOT")
-    if shot:
-        browser.execute_script("document.querySelector('#spectrogram-0').scrollIntoView({block: 'center'})")
-        browser.execute_script("window.scrollTo(0, 0)")
-        Path(shot).parent.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(shot)
 
     body = lambda d: d.find_element(By.TAG_NAME, "body").text
     generate("   ")
@@ -308,6 +349,97 @@ def test_browser_generate_and_bad_input(server, browser):
     _check_wav(_fetch(wait.until(found("#audio-0 a[download]", "href"))))
     hidden = browser.find_elements(By.CSS_SELECTOR, "#result-1")  # one prompt: one result slot
     assert not hidden or not hidden[0].is_displayed()
+
+
+def _has_inpainting() -> bool:
+    from magnet_audio.models import MAGNeT
+
+    return hasattr(MAGNeT, "generate_inpainting")
+
+
+@pytest.mark.slow
+def test_browser_continue_and_inpaint(server, browser, tmp_path):
+    """Upload a clip, continue it, then inpaint a region of it, through the page's mode switch."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    browser.get(server["url"])
+    box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#prompts textarea"))
+
+    def shown(css: str) -> bool:  # Gradio leaves hidden components out of the page, or hides them
+        return any(e.is_displayed() for e in browser.find_elements(By.CSS_SELECTOR, css))
+
+    wait.until(lambda d: shown("#generate"))
+    assert not shown("#edit") and not shown("#edit-audio")
+
+    def choose(mode: str) -> None:  # a click before the page is wired is lost: click until the controls change
+        def changed(d) -> bool:
+            label = d.find_element(By.CSS_SELECTOR, f"#mode [data-testid={mode}-radio-label] input")
+            d.execute_script("arguments[0].click()", label)  # not intercepted by a loading overlay
+            time.sleep(0.5)
+            return shown("#edit") and d.find_element(By.CSS_SELECTOR, "#edit").text.lower() == mode
+        wait.until(changed)
+
+    def status_with(text: str) -> str:
+        return wait.until(lambda d: text in d.find_element(By.CSS_SELECTOR, "#result-status").text
+                          and d.find_element(By.CSS_SELECTOR, "#result-status").text)
+
+    choose("continue")
+    assert not shown("#generate") and not shown("#regions")
+    assert browser.find_element(By.CSS_SELECTOR, "#edit").text == "Continue"
+    clip = _tone_file(tmp_path / "upload.wav", 0.5)
+    browser.find_element(By.CSS_SELECTOR, "#edit-audio input[type=file]").send_keys(str(clip))
+    wait.until(lambda d: any("upload.wav" in (link.get_attribute("href") or "")
+                             for link in d.find_elements(By.CSS_SELECTOR, "#edit-audio a[download]")))
+    seconds = browser.find_element(By.CSS_SELECTOR, "#prompt-seconds input")
+    seconds.clear()
+    seconds.send_keys("0.3")
+    box.clear()
+    box.send_keys("calm solo piano")
+    browser.find_element(By.CSS_SELECTOR, "#edit").click()
+    assert "Continued 1 clip(s) of 0.96 s at 32000 Hz" in status_with("Continued")
+    _check_wav(_fetch(wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#audio-0 a[download]")
+                                 .get_attribute("href"))))
+    if not _has_inpainting():
+        pytest.skip("MAGNeT.generate_inpainting is not available yet (branch editing-core)")
+
+    choose("inpaint")
+    assert browser.find_element(By.CSS_SELECTOR, "#edit").text == "Inpaint"
+    wait.until(lambda d: shown("#regions") and not shown("#prompt-seconds"))
+    regions = browser.find_element(By.CSS_SELECTOR, "#regions textarea, #regions input")
+    regions.send_keys("2:1")
+    browser.find_element(By.CSS_SELECTOR, "#edit").click()
+    wait.until(lambda d: "the end must be after the start" in d.find_element(By.TAG_NAME, "body").text)
+    regions.clear()
+    regions.send_keys("0.1:0.3")
+    browser.find_element(By.CSS_SELECTOR, "#edit").click()
+    assert "Inpainted 1 clip(s) of 0.50 s" in status_with("Inpainted")
+    _check_wav(_fetch(wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#audio-0 a[download]")
+                                 .get_attribute("href"))), seconds=0.5)
+    _alive(server)
+
+
+@pytest.mark.slow
+def test_api_edit(server, tmp_path):
+    """/edit through gradio_client: a continuation and (with the editing API) an inpainting."""
+    gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is not installed")
+    client = gradio_client.Client(server["url"], verbose=False)
+    clip = gradio_client.handle_file(str(_tone_file(tmp_path / "clip.wav", 0.5)))
+    params = dict(model=server["fixture"], steps="4,2,2,2", seed=2, api_name="/edit")
+    audio_files, _, details = client.predict(audio=clip, mode="continue", prompt_seconds=0.25, prompts="piano",
+                                             duration=1.0, **params)
+    assert details[0]["mode"] == "continue" and details[0]["prompt_seconds"] == 0.25
+    _check_wav(Path(audio_files[0]).read_bytes())
+    with pytest.raises(Exception, match="upload or record"):
+        client.predict(audio=None, mode="vary", prompts="piano", **params)
+    if _has_inpainting():
+        audio_files, _, details = client.predict(audio=clip, mode="inpaint", regions="0.1:0.2, 0.4:0.6",
+                                                 prompts="piano", **params)
+        assert details[0]["mode"] == "outpaint" and details[0]["regions"] == [[0.1, 0.2], [0.4, 0.6]]
+        assert details[0]["edit"]["spliced"] is True
+        _check_wav(Path(audio_files[0]).read_bytes(), seconds=0.6)
+    _alive(server)
 
 
 @pytest.mark.slow
