@@ -12,14 +12,12 @@ model's ``last_edit`` to an :class:`EditInfo`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
-from tqdm import tqdm
 
 from . import validation
 from .audio import convert_audio
@@ -27,7 +25,7 @@ from .decoding.editing import Frames, Window, frames_to_seconds, plan_windows, r
 from .decoding.magnet import first_step, generate_codes
 from .decoding.rescoring import ARRescorer
 from .errors import InputError
-from .genmodel import BaseGenModel, check_descriptions
+from .genmodel import BaseGenModel, StepCounter, check_descriptions
 from .lm.variants import half_dtype
 
 #: the functions take a ``MAGNeT`` (models.py imports this module, so it is typed by its base class)
@@ -212,22 +210,9 @@ def _run_windows(model: Model, descriptions: list[str | None], ext: torch.Tensor
     passes = max(len(w) for w in windows)
     length = windows[0][0].length
     per_pass = sum(n - first_step(n, strength) for n in params.decoding_steps)
-    total, count = per_pass * passes, 0
-    bar = tqdm(total=total, desc="MAGNeT edit", unit="step") if progress else None
-
-    def callback(step: int, _: int) -> None:
-        nonlocal count
-        count += 1
-        if bar is not None:
-            bar.update(1)
-        if model._progress_callback is not None:
-            model._progress_callback(count, total)
-
-    autocast = (torch.autocast(model.device.type, dtype=torch.float16) if model.device.type == "cuda"
-                else contextlib.nullcontext())
     ext = ext.clone()
-    try:
-        with torch.no_grad(), autocast:
+    with StepCounter(model, per_pass * passes, progress, "MAGNeT edit") as callback:
+        with torch.no_grad(), model.inference_autocast():
             memory = model.lm.encode_text(list(descriptions) + [None] * B)
             if params.fast.half:
                 memory = memory.to(half_dtype(model.device))
@@ -243,9 +228,6 @@ def _run_windows(model: Model, descriptions: list[str | None], ext: torch.Tensor
                                      rescorer=rescorer, codes=codes, frozen=frozen, strength=strength)
                 for b, w in enumerate(plan):
                     ext[b, :, w.start:w.start + length] = out[b]
-    finally:
-        if bar is not None:
-            bar.close()
     return ext
 
 

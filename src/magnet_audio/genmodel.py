@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Callable, Sequence
 
 import torch
+from tqdm import tqdm
 
 from .audio import convert_audio
 from .codec.model import EncodecModel
@@ -14,6 +16,37 @@ from .names import resolve_bundled
 from .errors import CheckpointError, InputError
 from .lm.loading import CODEC_FILENAME
 from .validation import finite_tensor
+
+
+class StepCounter:
+    """The decoding loops' progress callback: counts steps, moves a tqdm bar (when ``progress``) and
+    calls the model's custom callback as ``callback(done, total)``. Use it in a ``with`` block (it
+    closes the bar)."""
+
+    def __init__(self, model: "BaseGenModel", total: int | None, progress: bool, desc: str):
+        self.custom, self.total, self.done = model._progress_callback, total, 0
+        self.bar = tqdm(total=total, desc=desc, unit="step") if progress else None
+
+    def set_total(self, total: int) -> None:
+        """The total once known (MusicGen knows it only after planning its windows)."""
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
+    def __call__(self, step: int = 0, _: int = 0) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.custom is not None:
+            self.custom(self.done, self.total)
+
+    def __enter__(self) -> "StepCounter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class BaseGenModel:
@@ -47,6 +80,12 @@ class BaseGenModel:
     @property
     def audio_channels(self) -> int:
         return self.compression_model.channels
+
+    def inference_autocast(self) -> contextlib.AbstractContextManager:
+        """float16 autocast on CUDA (as audiocraft generates), nothing elsewhere."""
+        if self.device.type == "cuda":
+            return torch.autocast(self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
 
     def set_custom_progress_callback(self, callback: Callable[[int, int], None] | None = None) -> None:
         """Call ``callback(step, total_steps)`` after every decoding step."""

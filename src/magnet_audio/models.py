@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from typing import Sequence
 
 import torch
-from tqdm import tqdm
 
 from .codec import load_compression_model
 from .codec.model import EncodecModel
@@ -27,7 +25,7 @@ from .decoding.hybrid import check_pair, generate_hybrid_codes
 from .decoding.rescoring import ARRescorer
 from . import editing
 from .editing import EditInfo
-from .genmodel import BaseGenModel, check_descriptions, codec_source
+from .genmodel import BaseGenModel, StepCounter, check_descriptions, codec_source
 from .checkpoints import read_our_config
 from . import validation
 from .errors import CheckpointError, InputError
@@ -256,21 +254,8 @@ class MAGNeT(BaseGenModel):
         if hybrid is not None:
             ar_lm, _, prefix_len = hybrid
             total += prefix_len + max(ar_lm.delays) - min(ar_lm.delays)
-        bar = tqdm(total=total, desc="MAGNeT", unit="step") if progress else None
-        count = 0
-
-        def callback(step: int, _: int) -> None:
-            nonlocal count
-            count += 1
-            if bar is not None:
-                bar.update(1)
-            if self._progress_callback is not None:
-                self._progress_callback(count, total)
-
-        autocast = (torch.autocast(self.device.type, dtype=torch.float16) if self.device.type == "cuda"
-                    else contextlib.nullcontext())
-        try:
-            with torch.no_grad(), autocast:
+        with StepCounter(self, total, progress, "MAGNeT") as callback:
+            with torch.no_grad(), self.inference_autocast():
                 memory = self.lm.encode_text(list(descriptions) + [None] * B)
                 lm, magnet_memory = self.decoding_lm, memory  # the LM with the transforms params.fast asks for
                 if params.fast.half:
@@ -301,9 +286,6 @@ class MAGNeT(BaseGenModel):
                     codes = torch.cat([codes, new[..., context:]], dim=-1)
                 if self.duration < self.max_duration or later:
                     codes = codes[..., :total_len]
-        finally:
-            if bar is not None:
-                bar.close()
         wav = self.generate_audio(codes)
         return (wav, codes) if return_tokens else wav
 

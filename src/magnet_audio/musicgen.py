@@ -13,13 +13,11 @@ than the training segment slide a window: each new window is prompted with the l
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from typing import Sequence
 
 import torch
-from tqdm import tqdm
 
 from .codec import load_compression_model
 from .codec.model import EncodecModel
@@ -28,7 +26,7 @@ from . import validation
 from .errors import InputError
 from .lm.loading import load_musicgen_lm
 from .lm.musicgen import MusicGenLM
-from .genmodel import BaseGenModel, check_descriptions, codec_source
+from .genmodel import BaseGenModel, StepCounter, check_descriptions, codec_source
 from .names import MUSICGEN_REPOS
 from .utils import resolve_device
 
@@ -110,12 +108,8 @@ class MusicGen(BaseGenModel):
                         progress: bool = False) -> torch.Tensor:
         """Codes [B, K, duration * frame_rate] (prompt codes [B, K, P] included), without decoding."""
         descriptions = check_descriptions(descriptions)
-        bar = tqdm(desc="MusicGen", unit="step") if progress else None
-        try:
-            return self._generate_tokens(descriptions, prompt, bar)
-        finally:
-            if bar is not None:
-                bar.close()
+        with StepCounter(self, None, progress, "MusicGen") as callback:
+            return self._generate_tokens(descriptions, prompt, callback)
 
     def _generate(self, descriptions: list[str | None], prompt: torch.Tensor | None, progress: bool,
                   return_tokens: bool):
@@ -123,7 +117,8 @@ class MusicGen(BaseGenModel):
         wav = self.generate_audio(codes)
         return (wav, codes) if return_tokens else wav
 
-    def _generate_tokens(self, descriptions: list[str | None], prompt: torch.Tensor | None, bar) -> torch.Tensor:
+    def _generate_tokens(self, descriptions: list[str | None], prompt: torch.Tensor | None,
+                         callback: StepCounter) -> torch.Tensor:
         fr = self.frame_rate
         total_len = int(self.duration * fr)
         max_prompt_len = int(min(self.duration, self.max_duration) * fr)
@@ -140,19 +135,8 @@ class MusicGen(BaseGenModel):
         windows = self._windows(total_len, 0 if prompt is None else prompt.shape[-1], stride)
         delays = self.lm.delays
         total = sum(length - prompt_len + max(delays) - min(delays) for length, prompt_len in windows)
-        done = 0
-
-        def callback(step: int, _: int) -> None:
-            nonlocal done
-            done += 1
-            if bar is not None:
-                bar.update(1)
-            if self._progress_callback is not None:
-                self._progress_callback(done, total)
-
-        autocast = (torch.autocast(self.device.type, dtype=torch.float16) if self.device.type == "cuda"
-                    else contextlib.nullcontext())
-        with torch.no_grad(), autocast:
+        callback.set_total(total)
+        with torch.no_grad(), self.inference_autocast():
             memory = self.lm.encode_text(list(descriptions) + [None] * len(descriptions))
             pieces = [] if prompt is None or len(windows) == 1 else [prompt]
             for length, prompt_len in windows:
