@@ -36,17 +36,19 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: str = "auto", backend: str = "auto", timeout_minutes: float = 60.0) -> DistInfo:
+def init_distributed(device: str = "auto", backend: str = "auto", timeout_minutes: float = 60.0,
+                     what: str = "the device") -> DistInfo:
     """Join the process group torchrun describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``) if any,
     or the one already joined.
 
     ``device`` ``auto`` picks CUDA (``cuda:LOCAL_RANK``) when available, else CPU; ``cuda`` without
-    an index is ``cuda:LOCAL_RANK``; ``backend`` ``auto`` is nccl on CUDA and gloo otherwise.
+    an index is ``cuda:LOCAL_RANK``; ``backend`` ``auto`` is nccl on CUDA and gloo otherwise. ``what``
+    names the device in the error for an unknown one.
     """
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    check_device(device, "the device")  # "banana" or a missing GPU: one line, not a traceback
+    check_device(device, what)  # "banana" or a missing GPU: one line, not a traceback
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank)

@@ -332,7 +332,8 @@ def build_codec(cfg: CodecTrainConfig):
 def train_codec(cfg: CodecTrainConfig, resume: bool | str = False) -> dict[str, float]:
     """Train a codec as ``cfg`` says; returns the last validation metrics. ``resume`` as
     :func:`~magnet_audio.training.trainer.train` (True: the run folder's last checkpoint; a path)."""
-    info = init_distributed(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_minutes)
+    info = init_distributed(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_minutes,
+                            what="the config's device")
     owns_group = info.distributed
     try:
         return _train_codec(cfg, resume, info)

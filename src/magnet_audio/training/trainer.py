@@ -186,7 +186,8 @@ def train(cfg: TrainConfig, resume: bool | str = False) -> dict[str, float]:
     none), a path from that checkpoint. Without it, a run folder that already has checkpoints is
     refused. Works alone or under torchrun (see the module docstring).
     """
-    info = init_distributed(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_minutes)
+    info = init_distributed(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_minutes,
+                            what="the config's device")
     owns_group = info.distributed
     try:
         return _train(cfg, resume, info)
