@@ -49,8 +49,16 @@ def read_eval(path: Path, label: str, step: int | None) -> EvalPoint:
     metrics = {}
     for row in results:
         if row.get("status") == "ok" and isinstance(row.get("details"), dict):
-            metrics[row["metric"]] = {k: v for k, v in row["details"].items() if isinstance(v, (int, float))}
+            values = {k: _number(v) for k, v in row["details"].items()}
+            metrics[row["metric"]] = {k: v for k, v in values.items() if v is not None}
     return EvalPoint(label, step, metrics)
+
+
+def _number(value) -> float | None:
+    """A column of a results.json row: a number, or ``{"value": number, "n": clips}``."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def read_valid(run_dir: Path) -> tuple[list[int], list[float]]:

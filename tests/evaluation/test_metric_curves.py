@@ -26,7 +26,8 @@ def _eval_dir(path: Path, confident: float, distinct: float) -> Path:
         # adherence's pulse_clarity row comes first and has no codec column; musicality's wins
         {"metric": "pulse_clarity", "status": "ok", "details": {"generated": 0.9, "reference": 0.6}},
         {"metric": "confident_notes", "status": "ok",
-         "details": {"generated": confident, "reference": 0.84, "codec": 0.71, "unit": ""}},
+         "details": {"generated": {"value": confident, "n": 24}, "reference": {"value": 0.84, "n": 24},
+                     "codec": {"value": 0.71, "n": 24}, "unit": ""}},
         {"metric": "distinct_tokens", "status": "ok", "details": {"generated": distinct, "codec": 38.0}},
         {"metric": "note_stability", "status": "unavailable", "details": None},
     ]
