@@ -58,3 +58,48 @@ def write_export(lm, directory, codec_file):
                directory / "state_dict.bin")
     shutil.copy(codec_file, directory / "compression_state_dict.bin")
     return directory
+
+
+def kill_torchrun(proc) -> None:
+    """SIGKILL a ``torchrun`` started with ``start_new_session=True`` and its worker processes, and
+    wait until they are gone. torch elastic starts every worker in a session of its own, so killing
+    torchrun's process group alone leaves the ranks running (orphans that keep training, writing and
+    pruning checkpoints under a resumed run's feet)."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    def children(pid: int) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # field 4: the parent's pid
+                    found.append(int(entry.name))
+        return found
+
+    workers = children(proc.pid)  # before torchrun dies: then they are reparented
+    for pid in workers:  # each leads its own session and process group
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    deadline = time.time() + 60
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

@@ -5,7 +5,6 @@ size, export of a sharded checkpoint; (slow) SIGKILL mid-run and resume under to
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from magnet_audio.training.export import export
 from magnet_audio.training.loop import Trainer, open_run
 from magnet_audio.distributed import DistInfo, init_distributed
 from magnet_audio.training.runtime import list_checkpoints, load_checkpoint
+
+from helpers import kill_torchrun
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "audiocraft-tiny"
@@ -247,11 +248,8 @@ def test_sigkill_then_resume_under_torchrun_is_bit_for_bit(tmp_path):
         deadline = time.time() + 240
         while not list_checkpoints(killed_dir) and killed.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        os.killpg(killed.pid, signal.SIGKILL)  # torchrun and both ranks
-        killed.wait()
     finally:
-        if killed.poll() is None:
-            os.killpg(killed.pid, signal.SIGKILL)
+        kill_torchrun(killed)  # torchrun and both ranks (each in a session of its own)
     on_disk = list_checkpoints(killed_dir)
     assert on_disk and on_disk[-1][0] < 24, killed.stdout.read()
     resumed = torchrun(killed_dir, resume=True)
