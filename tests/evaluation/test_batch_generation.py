@@ -157,6 +157,21 @@ def test_text_files_and_batches(tmp_path):
     assert [[j.index for j in b] for b in cut_batches(jobs, 2)] == [[0, 1], [2], [3], [4], [5, 6]]
 
 
+def test_eval_seeds_ignore_a_manifests_seed_field(tmp_path):
+    """A dataset manifest's ``seed`` is its audio's (``magnet data synth`` writes the synthesis seed):
+    ``magnet eval`` seeds by --seed + position, batching the lines; ``--prompts-file`` honours it."""
+    from magnet_audio.evaluation.batch import jobs_from_items
+    from magnet_audio.evaluation.items import load_prompts
+
+    lines = [{"description": f"piece {i}", "path": f"heldout/{i}.wav", "seed": 0} for i in range(3)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    items = load_prompts(tmp_path / "m.jsonl")
+    jobs = jobs_from_items(items, tmp_path / "m.jsonl", 5, line_seeds=False)
+    assert [(j.seed, j.own_seed) for j in jobs] == [(5, False), (6, False), (7, False)]
+    assert [[j.index for j in b] for b in cut_batches(jobs, 2)] == [[0, 1], [2]]
+    assert [(j.seed, j.own_seed) for j in read_jobs(tmp_path / "m.jsonl", base_seed=5)] == [(0, True)] * 3
+
+
 @pytest.mark.slow
 def test_eval_generation_keeps_finished_clips(fixture_dir, tmp_path):
     """``magnet eval``'s generation phase is this writer: a second run generates nothing and still

@@ -64,9 +64,11 @@ class Job:
     own_seed: bool = False  # the line gave its seed: generated alone
 
 
-def jobs_from_items(items: Sequence[EvalItem], source: str | os.PathLike, base_seed: int = 0) -> list[Job]:
+def jobs_from_items(items: Sequence[EvalItem], source: str | os.PathLike, base_seed: int = 0, *,
+                    line_seeds: bool = True) -> list[Job]:
     """:class:`Job` s of :func:`.items.load_prompts`' items, their ``id`` / ``seed`` / ``duration``
-    checked; a bad value is an :class:`InputError` naming ``source:LINE``."""
+    checked; a bad value is an :class:`InputError` naming ``source:LINE``. ``line_seeds=False``: a
+    line's ``seed`` is metadata, not the generation's (every seed is ``base_seed`` + position)."""
     base_seed = validation.seed(base_seed, "seed")
     jobs, stems = [], {}
     for it in items:
@@ -79,7 +81,7 @@ def jobs_from_items(items: Sequence[EvalItem], source: str | os.PathLike, base_s
         if stem in stems:
             raise InputError(f"{where}: file name {stem!r} is taken by line {stems[stem]}: give each line its own id")
         stems[stem] = it.line
-        own = meta.get("seed") is not None
+        own = line_seeds and meta.get("seed") is not None
         seed = validation.seed(meta["seed"], f"{where}: seed") if own else base_seed + it.index
         seed = validation.seed(seed, f"{where}: seed (--seed + position)")
         duration = meta.get("duration")

@@ -72,7 +72,9 @@ def generate_items(items: list[EvalItem], model_name: str, out_dir: str | Path, 
     has each item's ``generated`` path set. Clips are written with audiocraft's evaluation
     normalisation (loudness, 14 dB headroom, no compressor). Returns a description of the generation
     (model, params, seconds, rank, processes)."""
-    jobs = jobs_from_items(items, source, 0 if seed is None else seed)  # bad lines fail before loading
+    # the seeds are --seed + position: eval's prompts are often a dataset's manifest, whose ``seed`` is
+    # the audio's (``magnet data synth`` writes its synthesis seed), not a generation seed
+    jobs = jobs_from_items(items, source, 0 if seed is None else seed, line_seeds=False)  # bad lines fail here
     model = MAGNeT.get_pretrained(model_name, device=process_device(device), t5_path=t5_path)
     if params or fast:  # bad options fail here, before anything is written
         model.update_generation_params(**(params or {}), fast=fast)
