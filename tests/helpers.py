@@ -2,7 +2,11 @@
 tests/ is on ``sys.path`` (pyproject's ``pythonpath``). Fixtures live in conftest.py; no test imports
 conftest.py or another test module."""
 
+import importlib.util
+import json
 import shutil
+import sys
+from pathlib import Path
 
 import torch
 import yaml
@@ -103,3 +107,34 @@ def _state(pid: int) -> str:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module (scripts are not a package; their dataclasses need sys.modules)."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))  # a script may import its neighbours
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_musicality_eval(path: Path, confident: float, distinct: float) -> Path:
+    """A ``magnet eval --metrics musicality`` folder (results.json) with these generated values of
+    confident_notes and distinct_tokens, the real/codec columns, an adherence pulse_clarity row before
+    musicality's, and an unavailable note_stability."""
+    path.mkdir(parents=True)
+    rows = [
+        {"metric": "pulse_clarity", "status": "ok", "details": {"generated": 0.9, "reference": 0.6}},
+        {"metric": "confident_notes", "status": "ok",
+         "details": {"generated": {"value": confident, "n": 24}, "reference": {"value": 0.84, "n": 24},
+                     "codec": {"value": 0.71, "n": 24}, "unit": ""}},
+        {"metric": "distinct_tokens", "status": "ok", "details": {"generated": distinct, "codec": 38.0}},
+        {"metric": "note_stability", "status": "unavailable", "details": None},
+    ]
+    (path / "results.json").write_text(json.dumps({"results": rows}))
+    return path

@@ -1,38 +1,10 @@
 """scripts/metric_curves.py: musicality and validation loss of a run against training compute."""
 
-import importlib.util
-import json
-import sys
-from pathlib import Path
-
 import pytest
 
+from helpers import load_script, write_musicality_eval as _eval_dir
+
 pytest.importorskip("matplotlib")
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "metric_curves.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("metric_curves", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def _eval_dir(path: Path, confident: float, distinct: float) -> Path:
-    path.mkdir(parents=True)
-    rows = [
-        # adherence's pulse_clarity row comes first and has no codec column; musicality's wins
-        {"metric": "pulse_clarity", "status": "ok", "details": {"generated": 0.9, "reference": 0.6}},
-        {"metric": "confident_notes", "status": "ok",
-         "details": {"generated": {"value": confident, "n": 24}, "reference": {"value": 0.84, "n": 24},
-                     "codec": {"value": 0.71, "n": 24}, "unit": ""}},
-        {"metric": "distinct_tokens", "status": "ok", "details": {"generated": distinct, "codec": 38.0}},
-        {"metric": "note_stability", "status": "unavailable", "details": None},
-    ]
-    (path / "results.json").write_text(json.dumps({"results": rows}))
-    return path
 
 
 def test_curves_and_table(tmp_path):
@@ -43,7 +15,7 @@ def test_curves_and_table(tmp_path):
     b = _eval_dir(tmp_path / "e600", 0.5, 30.0)
     v1 = _eval_dir(tmp_path / "v1", 0.36, 19.0)
     out, md = tmp_path / "curves.png", tmp_path / "curves.md"
-    module = _script()
+    module = load_script("metric_curves")
     # evals given out of order are sorted by step
     assert module.main([str(run), str(out), "--eval", f"600={b}", "--eval", f"300={a}",
                         "--baseline", f"v1={v1}@2400", "--params", "1e7", "--tokens-per-update", "16000",
@@ -62,12 +34,12 @@ def test_curves_and_table(tmp_path):
 
 
 def test_points_read_the_musicality_row(tmp_path):
-    point = _script().read_eval(_eval_dir(tmp_path / "e", 0.4, 20.0), "x", 5)
+    point = load_script("metric_curves").read_eval(_eval_dir(tmp_path / "e", 0.4, 20.0), "x", 5)
     assert point.metrics["confident_notes"] == {"generated": 0.4, "reference": 0.84, "codec": 0.71}
     assert "note_stability" not in point.metrics
 
 
 def test_bad_pairs_are_refused(tmp_path):
     with pytest.raises(SystemExit):
-        _script().main([str(tmp_path), str(tmp_path / "o.png"), "--eval", "notastep", "--params", "1",
+        load_script("metric_curves").main([str(tmp_path), str(tmp_path / "o.png"), "--eval", "notastep", "--params", "1",
                         "--tokens-per-update", "1"])
