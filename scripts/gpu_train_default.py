@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "default" / "magnet_gpu.yaml"
 DEFAULT_CODEC = "src/magnet_audio/pretrained/synth-music"
 QUICKSTART = "lofi hip hop beat with mellow piano"
-GENERATION = {"temperature": 1.0, "max_cfg_coef": 3.0}  # the CPU default's, without beat lock
+# the default model's decoding options (chosen by the decoding sweep in docs/notes/default-model-v2-progress.md)
+GENERATION = json.loads((ROOT / "configs" / "default" / "generation.json").read_text())
 TOY = ["model.dim=64", "model.num_heads=2", "model.num_layers=2", "model.conditioner.n_bins=256",
        "model.conditioner.text_dim=32", "data.batch_size=2", "data.num_workers=0", "data.segment_duration=1.0",
        "optim.warmup=2", "valid.every=10", "valid.batches=1", "log.every=5", "checkpoint.every=20",

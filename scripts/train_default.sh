@@ -42,7 +42,7 @@ if at lm; then
   lm_phase optim.steps=5800 "model.stage_weights=[5, 1, 1, 1]"
 fi
 if at export; then
-  "$MAGNET" export "$RUNS/default-magnet" "$OUT" --half --generation '{"temperature": 1.0, "max_cfg_coef": 3.0}'
+  "$MAGNET" export "$RUNS/default-magnet" "$OUT" --half --generation "$(cat configs/default/generation.json)"
   rm -f "$OUT/state_dict.bin" "$OUT/compression_state_dict.bin"  # ship our format alone (model.safetensors)
 fi
 if at eval; then

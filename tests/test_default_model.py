@@ -5,6 +5,7 @@ held-out music, pitch included, far better than an untrained codec of the same s
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,9 @@ def test_default_model_ships_in_the_package():
     assert sum(files.values()) <= 60e6
     config = json.loads((folder / "config.json").read_text())
     assert config["lm"]["conditioner"]["model"] == "sentence"  # a text encoder that needs no download
+    # its decoding options are the recipe's (scripts/train_default.sh exports with this file)
+    recipe = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default" / "generation.json").read_text())
+    assert config["generation"] == recipe
 
     def strings(node):
         if isinstance(node, dict):
