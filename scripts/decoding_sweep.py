@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mark", action="append", default=[], help="a LABEL to ring (the shipped setting)")
     parser.add_argument("--table", type=Path, help="also write the values as a markdown table here")
     args = parser.parse_args(argv)
+    missing = [str(path) for _, path, _ in args.evals if not (path / "results.json").is_file()]
+    if missing:
+        parser.error(f"no results.json (a `magnet eval --out` folder) in: {', '.join(missing)}")
     points = [read_eval(path, label, None) for label, path, _ in args.evals]
     unknown = set(args.mark) - {p.label for p in points}
     if unknown:

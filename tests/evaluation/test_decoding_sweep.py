@@ -22,7 +22,12 @@ def test_sweep_figure_and_table(tmp_path):
     assert "| >= 0.6 |" in rows[3]
 
 
-def test_a_mark_that_names_no_setting_is_refused(tmp_path):
+def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys):
     one = write_musicality_eval(tmp_path / "one", 0.3, 20.0)
     with pytest.raises(SystemExit):
         load_script("decoding_sweep").main([str(tmp_path / "o.png"), f"a={one}", "--mark", "b"])
+    assert "--mark names no setting: b" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        load_script("decoding_sweep").main([str(tmp_path / "o.png"), f"a={one}", f"b={tmp_path / 'nothing'}"])
+    assert "no results.json" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
