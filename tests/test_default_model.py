@@ -48,6 +48,21 @@ def test_default_model_ships_in_the_package():
     assert not [s for s in strings(config) if os.path.isabs(s)]  # nothing of the machine that exported it
 
 
+def test_default_model_is_what_its_recipe_trains():
+    """The bundled LM is the one configs/default/magnet.yaml describes (scripts/train_default.sh trains it
+    with no overrides but the data paths): the same architecture, exported after the recipe's last update."""
+    from magnet_audio.training.config import load_config
+    recipe = load_config(Path(__file__).resolve().parents[1] / "configs" / "default" / "magnet.yaml",
+                         ["data.train=runs/default-cache/train", "model.codec=null"])  # the script's overrides
+    config = json.loads((resolve_bundled(BUNDLED_MODEL) / "config.json").read_text())
+    lm = config["lm"]
+    for key in ("dim", "num_heads", "num_layers", "hidden_scale", "subcodes_context", "span_len", "cfg_dropout"):
+        assert lm[key] == getattr(recipe.model, key), key
+    assert lm.get("positional_embedding", "sin") == recipe.model.positional_embedding
+    assert lm["conditioner"]["model"] == recipe.model.conditioner.model
+    assert config["training"]["step"] == recipe.optim.steps and config["training"]["ema"] == recipe.ema.use
+
+
 @pytest.mark.slow
 def test_default_model_loads_offline_and_generates(model):
     assert model.name == BUNDLED_MODEL and model.sample_rate == 16000 and model.max_duration == 10.0
