@@ -207,7 +207,9 @@ def test_untouched_audio_is_bit_identical_and_frozen_tokens_kept(model):
     pure, pure_codes = model.generate_inpainting(wav, SR, ["a", "b"], regions=[(0.1, 0.25), (0.6, 0.7)],
                                                  splice=False, return_tokens=True)
     assert torch.equal(pure_codes, codes) and not model.last_edit.spliced
-    assert torch.equal(pure, model.compression_model.decode(codes)[..., :wav.shape[-1]])
+    with torch.no_grad():  # as the model decodes: with autograd on, oneDNN may pick other conv kernels (last bits)
+        decoded = model.compression_model.decode(codes)
+    assert torch.equal(pure, decoded[..., :wav.shape[-1]])
     model.set_generation_params()
 
 
