@@ -339,7 +339,7 @@ def test_decoder_only_fine_tuning_keeps_the_codes(codec_data, tmp_path):
     train_codec(load_codec_config("configs/codec_tiny.yaml", [*common, f"run_dir={base_run}", "optim.steps=10",
                                                               "checkpoint.every=10"]))
     train_codec(load_codec_config("configs/codec_tiny.yaml", [
-        *common, f"run_dir={tuned_run}", "optim.steps=60", "checkpoint.every=60", "decoder_only=true",
+        *common, f"run_dir={tuned_run}", "optim.steps=60", "checkpoint.every=60", "optim.lr=1e-3", "decoder_only=true",
         f"model={{init_from: {base_run / 'export'}}}"]))
     base = load_compression_model(base_run / "export", device="cpu")
     tuned = load_compression_model(tuned_run / "export", device="cpu")
