@@ -97,6 +97,7 @@ GENERATE_BAD = [
     (["--steps", "0,1,1,1"], "decoding_steps must be a positive integer"),
     (["--batch", "0"], "--batch must be a positive integer"),
     (["--beat-lock", "inf"], "beat_lock (--beat-lock) must be a finite number"),
+    (["--choice-temperature", "-1"], "choice_temperature (--choice-temperature) must be in [0,"),
 ]
 
 
@@ -118,7 +119,8 @@ def test_api_refuses_hostile_generation_params(fixture_dir):
                           ({"max_cfg_coef": math.nan}, "max_cfg_coef"), ({"duration": math.inf}, "duration"),
                           ({"duration": 1e12}, "duration"), ({"decoding_steps": [10 ** 9] * 4}, "decoding_steps"),
                           ({"use_sampling": "no"}, "use_sampling must be true or false"),
-                          ({"beat_lock": math.nan}, "beat_lock")]:
+                          ({"beat_lock": math.nan}, "beat_lock"),
+                          ({"choice_temperature": -0.5}, "choice_temperature must be in")]:
         with pytest.raises(InputError, match=match):
             model.set_generation_params(**kwargs)
         assert model.generation_params is before  # nothing half-applied

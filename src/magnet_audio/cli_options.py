@@ -36,7 +36,7 @@ def cfg_pair(text: str) -> tuple[float, float]:
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """The decoding flags shared by ``magnet generate`` and ``magnet eval``: --steps, --cfg, --temperature,
-    --top-p, --top-k, --beat-lock. Each defaults to the model's recommendation (read back by
+    --top-p, --top-k, --choice-temperature, --beat-lock. Each defaults to the model's recommendation (read back by
     :func:`sampling_overrides`)."""
     parser.add_argument("--steps", type=int_list, default=None, help="decoding steps per codebook, e.g. 20,10,10,10")
     parser.add_argument("--cfg", type=cfg_pair, default=None,
@@ -46,6 +46,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=None,
                         help="nucleus sampling mass, 0 disables (default: the model's recommendation, else 0.9)")
     parser.add_argument("--top-k", type=int, default=None, help="top-k sampling, used when top-p is 0 (default: 0)")
+    parser.add_argument("--choice-temperature", type=float, default=None,
+                        help="MaskGIT's randomised choice of the spans each step keeps (Gumbel noise on their log "
+                             "confidences, annealed); 0 keeps the surest (default: the model's recommendation, else 0)")
     parser.add_argument("--beat-lock", type=float, default=None, metavar="SECONDS",
                         help="the first SECONDS of every beat of the tempo the prompt names ('120 bpm', 'slow') "
                              "share their tokens, 0 disables (default: the model's recommendation, else 0)")
@@ -56,7 +59,8 @@ def sampling_overrides(args: argparse.Namespace) -> dict:
     keywords; flags left out are absent, so the model's recommendation applies."""
     given = {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
              "max_cfg_coef": args.cfg[0] if args.cfg else None, "min_cfg_coef": args.cfg[1] if args.cfg else None,
-             "decoding_steps": args.steps, "beat_lock": args.beat_lock}
+             "decoding_steps": args.steps, "beat_lock": args.beat_lock,
+             "choice_temperature": args.choice_temperature}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -106,7 +106,8 @@ class MAGNeT(BaseGenModel):
                               temperature: float = 3.0, max_cfg_coef: float = 10.0, min_cfg_coef: float = 1.0,
                               decoding_steps: Sequence[int] | None = None,
                               span_arrangement: str = "nonoverlap", anneal_temp: bool = True,
-                              span_scoring: str = "max", rescorer=None, rescore_weight: float = 0.5,
+                              span_scoring: str = "max", choice_temperature: float = 0.0,
+                              rescorer=None, rescore_weight: float = 0.5,
                               beat_lock: float = 0.0, duration: float | None = None, extend_stride: float | None = None,
                               fast: bool = False, kv_cache_refresh: int | None = None,
                               cfg_skip_threshold: float | None = None, cfg_null_refresh: int | None = None,
@@ -116,6 +117,9 @@ class MAGNeT(BaseGenModel):
 
         decoding_steps: steps per codebook; None: audiocraft's [20, 10, 10, 10]
             (:func:`~magnet_audio.decoding.default_decoding_steps`).
+        choice_temperature: 0 (audiocraft's): each decoding step keeps the surest spans; > 0: which
+            spans are kept is sampled (MaskGIT's Gumbel noise on their log confidences, annealed
+            over each codebook's steps; see :class:`GenerationParams`).
         rescorer: an autoregressive model (a :class:`~magnet_audio.MusicGen` or its LM) sharing this
             model's codec, whose probabilities of the sampled tokens are mixed with MAGNeT's,
             ``(1 - rescore_weight) * p_MAGNeT + rescore_weight * p_rescorer``, to choose the spans
@@ -148,7 +152,7 @@ class MAGNeT(BaseGenModel):
             use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
             max_cfg_coef=max_cfg_coef, min_cfg_coef=min_cfg_coef, decoding_steps=list(decoding_steps),
             span_arrangement=span_arrangement, anneal_temp=anneal_temp, span_scoring=span_scoring,
-            rescore_weight=rescore_weight, beat_lock=beat_lock, fast=fast_options,
+            choice_temperature=choice_temperature, rescore_weight=rescore_weight, beat_lock=beat_lock, fast=fast_options,
         ).validate(self.lm.num_codebooks, card=self.lm.cfg.card)
         if params.fast.int8 and self.device.type != "cpu":
             raise InputError(f"int8 decoding runs on CPU only (the model is on {self.device.type})")

@@ -335,7 +335,8 @@ def cli_args(args) -> None:
         duration(get("duration"), "--duration")
     flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
     for name, low, high in (("temperature", 0, 1e4), ("top_p", 0, 1), ("beat_lock", 0, MAX_DURATION),
-                            ("rescore_weight", 0, 1), ("cfg_skip_threshold", 0, 1e4)):  # set_generation_params'
+                            ("rescore_weight", 0, 1), ("cfg_skip_threshold", 0, 1e4),
+                            ("choice_temperature", 0, 1e4)):  # set_generation_params'
         if is_number(get(name)):
             finite_float(get(name), f"{name} ({flag(name)})", low, high)
     for name, high in (("hybrid_prefix_seconds", MAX_DURATION), ("chunk_seconds", MAX_DURATION),

@@ -153,12 +153,38 @@ def test_chunked_decoding_masks_whole_chunks_on_the_cosine_schedule():
             previous = masked
 
 
-def test_stride1_and_token_modes_fill_every_position():
+@pytest.mark.parametrize("choice_temperature", [0.0, 2.0])
+def test_stride1_and_token_modes_fill_every_position(choice_temperature):
     for span_len, arrangement in ((3, "stride1"), (1, "nonoverlap")):
         lm = _tiny_lm(span_len=span_len)
-        params = GenerationParams(decoding_steps=[5, 3, 2, 2], span_arrangement=arrangement, span_scoring="prod")
+        params = GenerationParams(decoding_steps=[5, 3, 2, 2], span_arrangement=arrangement, span_scoring="prod",
+                                  choice_temperature=choice_temperature)
         codes = generate_codes(lm, lm.encode_text(["a", "b", None, None]), params, max_len=50)
         assert codes.shape == (2, 4, 50) and (codes < 16).all()
+
+
+def test_choice_temperature_keeps_the_chunk_schedule_and_changes_which_chunks_are_kept():
+    """With the randomised choice the schedule is the same (whole chunks, the cosine counts) but the
+    chunks kept early are no longer always the surest: the decoded codes differ from plain decoding's
+    under the same seed, and are reproducible with it."""
+    lm = _tiny_lm()
+    memory = lm.encode_text(["a", None])
+    plain, noisy = GenerationParams(decoding_steps=[6, 4, 3, 2]), GenerationParams(decoding_steps=[6, 4, 3, 2],
+                                                                                  choice_temperature=3.0)
+    runs = []
+    for params in (plain, noisy, noisy):
+        torch.manual_seed(0)
+        spy = _Spy(lm)
+        lm.hidden = spy
+        runs.append((generate_codes(lm, memory, params, max_len=48), spy.rows))
+        lm.hidden = spy.inner
+    (a, _), (b, rows), (c, _) = runs
+    assert torch.equal(b, c) and not torch.equal(a, b)
+    for stage, steps in enumerate(noisy.decoding_steps):
+        stage_rows = [row for s, row in rows if s == stage]
+        for row, rate in zip(stage_rows, mask_rates(steps)):
+            masked = (row == lm.mask_id).reshape(16, 3)
+            assert (masked.all(1) | ~masked.any(1)).all() and masked.all(1).sum() == num_to_mask(rate, 16)
 
 
 @pytest.mark.parametrize("arrangement", ["nonoverlap", "stride1"])

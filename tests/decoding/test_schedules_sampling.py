@@ -7,7 +7,7 @@ import torch
 
 from magnet_audio.decoding.sampling import sample, top_k_filter, top_p_sorted
 from magnet_audio.decoding.schedules import guidance_coef, mask_rates, num_to_mask, temperature
-from magnet_audio.decoding.spans import chunk_scores, least_probable_spans, spans_mask
+from magnet_audio.decoding.spans import chunk_scores, least_probable_spans, spans_mask, token_scores
 
 
 def test_mask_rates_endpoints():
@@ -90,6 +90,32 @@ def test_chunk_scores():
     assert torch.allclose(chunk_scores(probs, 3, "prod"), expected)
     with pytest.raises(ValueError):
         chunk_scores(probs, 3, "mean")
+
+
+@pytest.mark.parametrize("choice_temp", [1.0, 0.5, 2.0])
+def test_choice_temperature_keeps_spans_in_proportion_to_confidence(choice_temp):
+    """MaskGIT's randomised choice: with Gumbel noise of scale tau on the log confidences, the chunk
+    kept (the lower score) is drawn with probability proportional to confidence ** (1 / tau)."""
+    torch.manual_seed(0)
+    n = 20000
+    probs = torch.tensor([0.9, 0.2, 0.5, 0.1, 0.3, 0.2]).repeat(n, 1)  # chunk confidences (max): 0.9, 0.3
+    scores = chunk_scores(probs, 3, "max", choice_temp)
+    first_kept = (scores[:, 0] < scores[:, 1]).float().mean().item()
+    w = [0.9 ** (1 / choice_temp), 0.3 ** (1 / choice_temp)]
+    assert abs(first_kept - w[0] / sum(w)) < 0.015
+    # ... and the "prod" confidences (the product of the chunk's probabilities): 0.09 vs 0.006
+    prod = chunk_scores(probs, 3, "prod", choice_temp)
+    w = [0.09 ** (1 / choice_temp), 0.006 ** (1 / choice_temp)]
+    assert abs((prod[:, 0] < prod[:, 1]).float().mean().item() - w[0] / sum(w)) < 0.015
+    tokens = token_scores(torch.tensor([0.6, 0.2]).repeat(n, 1), choice_temp)
+    w = [0.6 ** (1 / choice_temp), 0.2 ** (1 / choice_temp)]
+    assert abs((tokens[:, 0] < tokens[:, 1]).float().mean().item() - w[0] / sum(w)) < 0.015
+
+
+def test_choice_temperature_zero_is_the_deterministic_scores():
+    probs = torch.tensor([[0.9, 0.2, 0.5, 0.1, 0.1, 0.3]])
+    assert torch.equal(chunk_scores(probs, 3, "max", 0.0), chunk_scores(probs, 3, "max"))
+    assert torch.allclose(token_scores(probs), -torch.log(probs))
 
 
 def test_spans_mask_cuts_at_the_end():

@@ -12,7 +12,8 @@ rate p_i = cos(pi/2 * i/(n-1)):
    the coefficient annealed from ``max_cfg_coef`` to ``min_cfg_coef`` as p_i falls;
 4. sampling: every masked token is sampled at a temperature annealed to 0 over the stage;
 5. span scoring: each span just sampled gets a confidence from its tokens' probabilities,
-   which decides what step i+1 re-masks.
+   which decides what step i+1 re-masks (with ``choice_temperature`` > 0, Gumbel noise annealed
+   over the stage is added to the log confidences, as MaskGIT does; 0, audiocraft's, is off).
 
 Frozen tokens are the one mechanism behind every conditioning on audio: any mask [B, K, T]
 (:func:`generate_codes`' ``codes`` + ``frozen``) is kept as given and the schedules count only the
@@ -42,7 +43,7 @@ from .params import FastOptions, GenerationParams, default_decoding_steps
 from .rescoring import Rescorer, combine_probs
 from .sampling import sample
 from .schedules import guidance_coef, mask_rates, num_to_mask, temperature
-from .spans import DONT_REMASK, chunk_scores, least_probable_spans, top_scores
+from .spans import DONT_REMASK, chunk_scores, least_probable_spans, token_scores, top_scores
 
 __all__ = ["FastOptions", "GenerationParams", "decode", "default_decoding_steps", "first_step", "generate_codes"]
 
@@ -242,10 +243,12 @@ def _decode_stage(lm: MagnetLM, codes: torch.Tensor, frozen: torch.Tensor, stage
         # span scoring
         if rescore is not None:
             token_probs = rescore(codes, stage, token_probs)
+        choice = temperature(params.choice_temperature, step, n_steps)  # randomised choice, annealed; 0: off
         if unit_len > 1:
-            scores = chunk_scores(token_probs, unit_len, params.span_scoring).masked_fill(~remasked_units, DONT_REMASK)
+            scores = chunk_scores(token_probs, unit_len, params.span_scoring, choice)
+            scores = scores.masked_fill(~remasked_units, DONT_REMASK)
         else:
-            scores = (-torch.log(token_probs)).masked_fill(~masked, DONT_REMASK)
+            scores = token_scores(token_probs, choice).masked_fill(~masked, DONT_REMASK)
         step_done()
 
 

@@ -92,6 +92,10 @@ class GenerationParams:
     decoding_steps: iterative steps per codebook stage.
     span_arrangement: ``nonoverlap`` (aligned chunks of span_len) or ``stride1`` (overlapping spans).
     span_scoring: chunk confidence from the ``max`` token probability or the ``prod`` of them.
+    choice_temperature: 0 (audiocraft): each step keeps the surest spans. > 0: MaskGIT's randomised
+        choice, Gumbel noise of this scale (annealed to 0 over each stage, as the temperature) added
+        to the spans' log confidences, so the kept spans are sampled in proportion to confidence
+        rather than always the surest ones (:func:`~.spans.choice_noise`).
     rescore_weight: with a rescorer (see :mod:`.rescoring`), each sampled token's probability is
         (1 - w) * MAGNeT's + w * the rescorer's before spans are scored; unused without one.
     beat_lock: seconds at the start of every beat of the tempo each prompt names that share their
@@ -110,6 +114,7 @@ class GenerationParams:
     span_arrangement: str = "nonoverlap"
     anneal_temp: bool = True
     span_scoring: str = "max"
+    choice_temperature: float = 0.0
     rescore_weight: float = 0.5
     beat_lock: float = 0.0
     fast: FastOptions = field(default_factory=FastOptions)
@@ -126,6 +131,7 @@ class GenerationParams:
         self.top_k = v.int_in_range(self.top_k, "top_k", 0, card)
         self.top_p = v.finite_float(self.top_p, "top_p", 0, 1)
         self.temperature = v.finite_float(self.temperature, "temperature", 0, 1e4)
+        self.choice_temperature = v.finite_float(self.choice_temperature, "choice_temperature", 0, 1e4)
         self.max_cfg_coef = v.finite_float(self.max_cfg_coef, "max_cfg_coef (CFG)", 0, 1e4)
         self.min_cfg_coef = v.finite_float(self.min_cfg_coef, "min_cfg_coef (CFG)", 0, 1e4)
         v.choice(self.span_arrangement, "span_arrangement", ("nonoverlap", "stride1"))
