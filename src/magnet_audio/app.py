@@ -347,7 +347,8 @@ class Generator:
                 "duration_s": round(one.shape[-1] / sample_rate, 4), "model": model_name, "seed": params["seed"],
                 "decoding_steps": decoding_steps, "max_cfg_coef": params["max_cfg_coef"],
                 "min_cfg_coef": params["min_cfg_coef"], "temperature": params["temperature"],
-                "top_p": params["top_p"], "beat_lock": model.generation_params.beat_lock, "fast": params["fast"],
+                "top_p": params["top_p"], "beat_lock": model.generation_params.beat_lock,
+                "choice_temperature": model.generation_params.choice_temperature, "fast": params["fast"],
                 "generation_s": round(elapsed, 3), **extra,
             })
         return results

@@ -186,13 +186,16 @@ def test_generator_fast_mode(tmp_path):
     assert exact["beat_lock"] == 0.0
 
 
-def test_generator_keeps_the_models_beat_lock(tmp_path):
-    """The form has no beat-lock control: the model's recommendation applies, and is recorded per clip."""
+def test_generator_keeps_the_models_beat_lock_and_choice_temperature(tmp_path):
+    """The form has no beat-lock or choice-temperature control: the model's recommendation applies, and
+    is recorded per clip."""
     pytest.importorskip("matplotlib", reason="the `app` extra is not installed: pip install -e '.[app]'")
     generator = Generator([str(FIXTURES)], t5_path=str(T5), device="cpu", output_dir=tmp_path)
-    generator.get_model(str(FIXTURES)).recommended_generation_params = {"beat_lock": 0.06}
+    generator.get_model(str(FIXTURES)).recommended_generation_params = {"beat_lock": 0.06, "choice_temperature": 2.0}
     (result,) = generator.generate("techno, 120 bpm", str(FIXTURES), 1.0, "2,1,1,1", 10, 1, 3.0, 0.9, 7)
-    assert result["beat_lock"] == 0.06 and generator.loaded(str(FIXTURES)).generation_params.beat_lock == 0.06
+    params = generator.loaded(str(FIXTURES)).generation_params
+    assert result["beat_lock"] == 0.06 and params.beat_lock == 0.06
+    assert result["choice_temperature"] == 2.0 and params.choice_temperature == 2.0
 
 
 def test_cli_refuses_silent_exposure(capsys):
