@@ -30,8 +30,15 @@ def cmd_synth(args: argparse.Namespace) -> None:
           f"in {counts['seconds']:.1f} s ({rate:.1f} clips/s); manifests train.jsonl, heldout.jsonl")
 
 
+def cmd_join(args: argparse.Namespace) -> None:
+    from .manifest import join_manifests
+
+    n = join_manifests(args.out, args.manifests, overwrite=args.overwrite)
+    print(f"{args.out}: {n} lines from {len(args.manifests)} manifests")
+
+
 def add_subcommands(subparsers) -> None:
-    """Register ``data synth`` on the main parser's subparsers."""
+    """Register ``data synth`` and ``data join`` on the main parser's subparsers."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
     data = subparsers.add_parser("data", help="build datasets offline", formatter_class=fmt,
                                  description="Build training data without downloading anything.")
@@ -60,3 +67,12 @@ def add_subcommands(subparsers) -> None:
     synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
     synth.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_synth)
+    join = data_sub.add_parser(
+        "join", formatter_class=fmt, help="join .jsonl manifests into one training set",
+        description="Write the lines of several .jsonl manifests, in order, to one manifest whose paths are "
+                    "relative to its own folder, for magnet tokenize / magnet train. Example: magnet data join "
+                    "data/train24.jsonl data/synth-6h/train.jsonl data/synth-extra18h/train.jsonl")
+    join.add_argument("out", help="the joined manifest (.jsonl)")
+    join.add_argument("manifests", nargs="+", help="manifests to join, in order")
+    join.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    join.set_defaults(func=cmd_join)
