@@ -82,7 +82,9 @@ def main() -> None:
             "lm_all": (generate_codes(model.lm, memory, params, T, num_samples=B), None),
         }
         given = int(round(args.continuation * codec.frame_rate))
-        if 0 < given < T:
+        if args.continuation and not 0 < given < T:
+            parser.error(f"--continuation must be between 0 and the clips' {T / codec.frame_rate:.1f} s")
+        if given:
             cont = generate_codes(model.lm, memory, params, T, prompt=codes[..., :given].clone())
             versions["cont_roundtrip"] = (codes, scale, given)
             versions["cont_lm"] = (cont, scale, given)

@@ -38,6 +38,10 @@ def test_join_refuses_bad_input_and_writes_nothing(tmp_path):
     bad.write_text('{"path": "x.wav"}\n{"description": "no path"}\n')
     with pytest.raises(InputError, match="bad.jsonl:2"):
         join_manifests(out, [a, bad])
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(InputError, match="UTF-8"):
+        join_manifests(out, [binary])
     with pytest.raises(InputError, match="not a .jsonl manifest"):
         join_manifests(out, [tmp_path / "missing.jsonl"])
     assert not out.exists() and not list(tmp_path.glob("*.tmp"))

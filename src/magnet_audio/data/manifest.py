@@ -32,12 +32,16 @@ def join_manifests(out: str | os.PathLike, inputs: list[str | os.PathLike], over
         raise InputError(f"{out} exists; pass --overwrite to replace it")
     base = out.resolve().parent
     lines, seen = [], {}
-    for manifest in map(lambda p: Path(p).expanduser(), inputs):
+    for manifest in (Path(p).expanduser() for p in inputs):
         if manifest.resolve() == out.resolve():
             raise InputError(f"{manifest} is both an input and the output")
         if manifest.suffix != ".jsonl" or not manifest.is_file():
             raise InputError(f"{manifest}: not a .jsonl manifest file")
-        for number, text in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text_lines = manifest.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read {manifest} as UTF-8 text: {exc}") from None
+        for number, text in enumerate(text_lines, 1):
             if not text.strip():
                 continue
             where = f"{manifest}:{number}"
@@ -59,6 +63,9 @@ def join_manifests(out: str | os.PathLike, inputs: list[str | os.PathLike], over
             lines.append(json.dumps(entry, ensure_ascii=False))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, out)
+    try:
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
     return len(lines)
