@@ -15,7 +15,10 @@ A model that predicts the same distribution at every masked frame (no idea where
 gives a flat score; one that places onsets where the given beat continues scores the clip's own
 tokens (f = 0) and a whole beat away (f = +-1) above half a beat away (f = +-0.5). The printed
 ``phase contrast`` is score(0) - score(+-0.5) in nats a frame, near (the first second after the given
-part) and far (the rest); the figure plots score(f) - score(0.5) for both.
+part) and far (the rest); the figure plots score(f) - score(0.5) for both. A model that only
+predicts what is typical nearby also scores f = 0 above f = +-0.5 (nearer is likelier), so the
+``beat contrast``, score(+-1) - score(+-0.5), is the sharper test: above 0 only if a whole beat away
+is likelier than half a beat away, which nearness alone never gives.
 
 For scale, the same is printed for a reference predictor that knows only the beat (a quarter of
 its probability on the token one beat back, a quarter on the token two beats back, the rest
@@ -128,7 +131,8 @@ def main() -> None:
     for name, s in (("near (first second)", near), ("far (the rest)", far),
                     ("beat copy, near", copy_near), ("beat copy, far", copy_far)):
         print(f"  {name:20s} f=0 {s[zero]:7.3f}  f=+-0.5 {np.mean(s[half]):7.3f}  f=+-1 {np.mean(s[one]):7.3f}"
-              f"  phase contrast {s[zero] - np.mean(s[half]):+.3f} nats/frame")
+              f"  phase contrast {s[zero] - np.mean(s[half]):+.3f}  beat contrast "
+              f"{np.mean(s[one]) - np.mean(s[half]):+.3f} nats/frame")
     if args.out:
         import matplotlib
         matplotlib.use("Agg")
