@@ -22,21 +22,20 @@ is likelier than half a beat away, which nearness alone never gives.
 
 For scale, the same is printed for a reference predictor that knows only the beat (a quarter of
 its probability on the token one beat back, a quarter on the token two beats back, the rest
-uniform: :func:`beat_copy_logprobs`). ``--bpm LOW HIGH`` keeps only clips of those tempi. ``--given-codebooks 0`` leaves only codebook 0 visible in the given part (what a stage-0 training
+uniform: :func:`beat_copy_logprobs`). ``--bpm LOW HIGH`` keeps only clips of those tempi.
+``--given-codebooks 0`` leaves only codebook 0 visible in the given part (what a stage-0 training
 batch shows); the default gives every codebook, as ``generate_continuation`` does.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
+from stage_swap import load_clips, read_items  # a neighbour: a script's own folder is on sys.path
 
 from magnet_audio import MAGNeT
 
@@ -89,21 +88,16 @@ def main() -> None:
 
     model = MAGNeT.get_pretrained(args.model, device="cpu")
     codec, lm = model.compression_model, model.lm
-    items = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+    items = read_items(args.prompts)
     low, high = args.bpm or (0, float("inf"))
     items = [it for it in items if it.get("bpm") and low <= it["bpm"] <= high and DRUMS.search(it["description"])]
     items = items[:args.n]
     if not items:
         parser.error("no clip in --prompts has a bpm (in --bpm) and a prompt that names drums")
-    wavs = []
-    for item in items:
-        wav, sr = sf.read(Path(args.reference).parent / item["path"], dtype="float32", always_2d=True)
-        wavs.append(torch.from_numpy(soxr.resample(wav.mean(axis=1), sr, model.sample_rate)))
-    length = min(w.shape[-1] for w in wavs)
     fractions = np.linspace(-1, 1, 33)
     near, far, copy_near, copy_far = [], [], [], []
     with torch.no_grad():
-        codes, _ = codec.encode(torch.stack([w[:length] for w in wavs])[:, None])  # [B, K, T]
+        codes, _ = codec.encode(load_clips(items, args.reference, model.sample_rate))  # [B, K, T]
         B, K, T = codes.shape
         given = int(round(args.given * codec.frame_rate))
         if not 0 < given < T - codec.frame_rate:

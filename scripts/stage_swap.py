@@ -42,6 +42,22 @@ from magnet_audio.decoding import generate_codes
 from magnet_audio.evaluation.musicality import musicality_table
 
 
+def read_items(manifest: str) -> list[dict]:
+    """The items of a .jsonl manifest (blank lines skipped)."""
+    return [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
+
+
+def load_clips(items: list[dict], reference: str, sample_rate: int) -> torch.Tensor:
+    """The items' audio (paths relative to ``reference``'s parent) as mono at ``sample_rate``, cut
+    to the shortest: [B, 1, samples]."""
+    wavs = []
+    for item in items:
+        wav, sr = sf.read(Path(reference).parent / item["path"], dtype="float32", always_2d=True)
+        wavs.append(torch.from_numpy(soxr.resample(wav.mean(axis=1), sr, sample_rate)))
+    length = min(w.shape[-1] for w in wavs)
+    return torch.stack([w[:length] for w in wavs])[:, None]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="magnet-audio/synth-music")
@@ -58,13 +74,8 @@ def main() -> None:
     model = MAGNeT.get_pretrained(args.model, device="cpu")
     model.update_generation_params()
     codec, params = model.compression_model, model.generation_params
-    items = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()][:args.n]
-    wavs = []
-    for item in items:
-        wav, sr = sf.read(Path(args.reference).parent / item["path"], dtype="float32", always_2d=True)
-        wavs.append(torch.from_numpy(soxr.resample(wav.mean(axis=1), sr, model.sample_rate)))
-    length = min(w.shape[-1] for w in wavs)
-    wav = torch.stack([w[:length] for w in wavs])[:, None]  # [B, 1, samples]
+    items = read_items(args.prompts)[:args.n]
+    wav = load_clips(items, args.reference, model.sample_rate)
     with torch.no_grad():
         codes, scale = codec.encode(wav)  # [B, K, T]
         T = codes.shape[-1] // model.lm.cfg.span_len * model.lm.cfg.span_len
