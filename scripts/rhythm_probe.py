@@ -15,7 +15,7 @@ A model that predicts the same distribution at every masked frame (no idea where
 gives a flat score; one that places onsets where the given beat continues scores the clip's own
 tokens (f = 0) and a whole beat away (f = +-1) above half a beat away (f = +-0.5). The printed
 ``phase contrast`` is score(0) - score(+-0.5) in nats a frame, near (the first second after the given
-part) and far (the rest); the figure plots score(f) - score(0.5) for both. A model that only
+part) and far (the rest); the figure plots score(f) - score(0.5) for both, beside the reference's. A model that only
 predicts what is typical nearby also scores f = 0 above f = +-0.5 (nearer is likelier), so the
 ``beat contrast``, score(+-1) - score(+-0.5), is the sharper test: above 0 only if a whole beat away
 is likelier than half a beat away, which nearness alone never gives.
@@ -131,14 +131,18 @@ def main() -> None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 3.2))
-        for name, s in (("first second after the given part", near), ("the rest", far)):
-            ax.plot(fractions, s - np.mean(s[half]), marker=".", label=name)
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_xlabel("shift of the clip's own tokens (beats)")
-        ax.set_ylabel("log p - log p at half a beat (nats)")
-        ax.set_title(f"{Path(args.model).name}: does codebook 0 know the beat?", fontsize=9)
-        ax.legend(fontsize=8)
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        panels = ((axes[0], f"{Path(args.model).name}", near, far),
+                  (axes[1], "reference: copies the tokens 1 and 2 beats back", copy_near, copy_far))
+        for ax, title, n, f in panels:
+            for name, s in (("first second after the given part", n), ("the rest", f)):
+                ax.plot(fractions, s - np.mean(s[half]), marker=".", label=name)
+            ax.axhline(0, color="grey", lw=0.5)
+            ax.set_xlabel("shift of the clip's own tokens (beats)")
+            ax.set_title(title, fontsize=9)
+        axes[0].set_ylabel("log p - log p at half a beat (nats)")
+        axes[0].legend(fontsize=8)
+        fig.suptitle("does codebook 0 know where the next beat falls? (peaks at 0 and +-1 beat: yes)", fontsize=9)
         fig.tight_layout()
         fig.savefig(args.out, dpi=120)
         print(f"figure: {args.out}")
