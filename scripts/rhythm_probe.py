@@ -29,13 +29,12 @@ batch shows); the default gives every codebook, as ``generate_continuation`` doe
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
-from stage_swap import load_clips, read_items  # a neighbour: a script's own folder is on sys.path
+from stage_swap import clip_parser, load_clips, read_items  # a neighbour: a script's own folder is on sys.path
 
 from magnet_audio import MAGNeT
 
@@ -74,11 +73,7 @@ def beat_copy_logprobs(tokens: torch.Tensor, frames_per_beat: float, card: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="magnet-audio/synth-music")
-    parser.add_argument("--prompts", required=True, help=".jsonl with description, bpm and path of each clip")
-    parser.add_argument("--reference", required=True, help="directory the .jsonl paths are relative to")
-    parser.add_argument("--n", type=int, default=24, help="clips with drums to use (the first N)")
+    parser = clip_parser(__doc__, n=24, which="clips with drums to use (the first N)")
     parser.add_argument("--given", type=float, default=3.0, help="seconds of each clip left visible")
     parser.add_argument("--given-codebooks", choices=["all", "0"], default="all")
     parser.add_argument("--bpm", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),

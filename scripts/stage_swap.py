@@ -42,6 +42,16 @@ from magnet_audio.decoding import generate_codes
 from magnet_audio.evaluation.musicality import musicality_table
 
 
+def clip_parser(doc: str, n: int, which: str) -> argparse.ArgumentParser:
+    """The options of the scripts that read held-out clips: --model, --prompts, --reference, --n."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="magnet-audio/synth-music")
+    parser.add_argument("--prompts", required=True, help=".jsonl with the description (and bpm) and path of each clip")
+    parser.add_argument("--reference", required=True, help="directory the .jsonl paths are relative to")
+    parser.add_argument("--n", type=int, default=n, help=which)
+    return parser
+
+
 def read_items(manifest: str) -> list[dict]:
     """The items of a .jsonl manifest (blank lines skipped)."""
     return [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
@@ -59,11 +69,7 @@ def load_clips(items: list[dict], reference: str, sample_rate: int) -> torch.Ten
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="magnet-audio/synth-music")
-    parser.add_argument("--prompts", required=True, help=".jsonl with description and path of each clip")
-    parser.add_argument("--reference", required=True, help="directory the .jsonl paths are relative to")
-    parser.add_argument("--n", type=int, default=12, help="clips to use (the first N)")
+    parser = clip_parser(__doc__, n=12, which="clips to use (the first N)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--continuation", type=float, default=0.0,
                         help="seconds of each clip given to the cont_* versions (0: none)")
