@@ -15,8 +15,8 @@ A model that predicts the same distribution at every masked frame (no idea where
 gives a flat score; one that places onsets where the given beat continues scores the clip's own
 tokens (f = 0) and a whole beat away (f = +-1) above half a beat away (f = +-0.5). The printed
 ``phase contrast`` is score(0) - score(+-0.5) in nats a frame, near (the first second after the given
-part) and far (the rest); the figure plots score(f) - score(0.5) for both, beside the reference's. A model that only
-predicts what is typical nearby also scores f = 0 above f = +-0.5 (nearer is likelier), so the
+part) and far (the rest); the figure plots score(f) - score(0.5) for both, beside the reference's.
+A model that only predicts what is typical nearby also scores f = 0 above f = +-0.5 (nearer is likelier), so the
 ``beat contrast``, score(+-1) - score(+-0.5), is the sharper test: above 0 only if a whole beat away
 is likelier than half a beat away, which nearness alone never gives.
 
@@ -80,6 +80,8 @@ def main() -> None:
                         help="only clips whose bpm is in [LOW, HIGH]")
     parser.add_argument("--out", default=None, help="figure (.png) of score against shift; none if omitted")
     args = parser.parse_args()
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        parser.error(f"--out {args.out}: its folder does not exist")
 
     model = MAGNeT.get_pretrained(args.model, device="cpu")
     codec, lm = model.compression_model, model.lm
