@@ -25,6 +25,9 @@ its probability on the token one beat back, a quarter on the token two beats bac
 uniform: :func:`beat_copy_logprobs`). ``--bpm LOW HIGH`` keeps only clips of those tempi.
 ``--given-codebooks 0`` leaves only codebook 0 visible in the given part (what a stage-0 training
 batch shows); the default gives every codebook, as ``generate_continuation`` does.
+For an LM with tempo-relative positions (``tempo_rope``), ``--tempo prompt`` (default) gives it the
+tempo each prompt asks for, as generation does (120 where it names none); ``--tempo metadata`` the
+clip's exact bpm, as training does. Other LMs have no tempo input.
 """
 
 from __future__ import annotations
@@ -72,12 +75,25 @@ def beat_copy_logprobs(tokens: torch.Tensor, frames_per_beat: float, card: int, 
     return torch.log(p / p.sum(-1, keepdim=True))
 
 
+def probe_tempo(model: MAGNeT, items: list[dict], source: str) -> torch.Tensor | None:
+    """The bpm [B] a ``tempo_rope`` LM is given for these clips: each clip's ``bpm`` (``source``
+    "metadata", as training) or the tempo its prompt asks for ("prompt", as generation: NaN, read
+    as 120, where it names none); None for an LM without tempo_rope."""
+    if not getattr(model.lm.cfg, "tempo_rope", False):
+        return None
+    if source == "metadata":
+        return torch.tensor([float(item["bpm"]) for item in items])
+    return model.decoding_tempo([item["description"] for item in items])
+
+
 def main() -> None:
     parser = clip_parser(__doc__, n=24, which="clips with drums to use (the first N)")
     parser.add_argument("--given", type=float, default=3.0, help="seconds of each clip left visible")
     parser.add_argument("--given-codebooks", choices=["all", "0"], default="all")
     parser.add_argument("--bpm", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                         help="only clips whose bpm is in [LOW, HIGH]")
+    parser.add_argument("--tempo", choices=["prompt", "metadata"], default="prompt",
+                        help="the tempo a tempo_rope LM is given: the prompt's (as generation) or the clip's bpm")
     parser.add_argument("--out", default=None, help="figure (.png) of score against shift; none if omitted")
     args = parser.parse_args()
     if args.out and not Path(args.out).resolve().parent.is_dir():
@@ -103,8 +119,10 @@ def main() -> None:
         inputs[..., given:] = lm.mask_id
         if args.given_codebooks == "0":
             inputs[:, 1:] = lm.mask_id
-        memory = lm.encode_text([item["description"] for item in items])
-        logp = torch.log_softmax(lm(inputs, memory, stage=0)[:, 0].float(), dim=-1)  # [B, T, card]
+        descriptions = [item["description"] for item in items]
+        memory = lm.encode_text(descriptions)
+        tempo = probe_tempo(model, items, args.tempo)
+        logp = torch.log_softmax(lm(inputs, memory, stage=0, tempo=tempo)[:, 0].float(), dim=-1)  # [B, T, card]
         split = given + int(codec.frame_rate)
         for i, item in enumerate(items):
             fpb = codec.frame_rate * 60.0 / item["bpm"]
@@ -117,7 +135,8 @@ def main() -> None:
     copy_near, copy_far = np.mean(copy_near, axis=0), np.mean(copy_far, axis=0)
     half = [int(np.argmin(abs(fractions - h))) for h in (-0.5, 0.5)]
     zero, one = int(np.argmin(abs(fractions))), [int(np.argmin(abs(fractions - h))) for h in (-1, 1)]
-    print(f"{len(items)} clips with drums, {args.given:g} s given ({args.given_codebooks} codebooks), "
+    tempo_note = f", tempo from the {args.tempo}" if getattr(lm.cfg, "tempo_rope", False) else ""
+    print(f"{len(items)} clips with drums, {args.given:g} s given ({args.given_codebooks} codebooks{tempo_note}), "
           "mean log p of the clip's codebook-0 tokens shifted by f beats:")
     for name, s in (("near (first second)", near), ("far (the rest)", far),
                     ("beat copy, near", copy_near), ("beat copy, far", copy_far)):

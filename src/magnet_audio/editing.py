@@ -217,6 +217,7 @@ def _run_windows(model: Model, descriptions: list[str | None], ext: torch.Tensor
             if params.fast.half:
                 memory = memory.to(half_dtype(model.device))
             rescorer = ARRescorer(model.rescorer, descriptions) if model.rescorer is not None else None
+            tempo = model.decoding_tempo(descriptions)
             for j in range(passes):
                 plan = [w[j] if j < len(w) else Window(0, length, ()) for w in windows]
                 codes = torch.stack([ext[b, :, w.start:w.start + length] for b, w in enumerate(plan)])
@@ -225,7 +226,7 @@ def _run_windows(model: Model, descriptions: list[str | None], ext: torch.Tensor
                     for a, e in w.free:
                         frozen[b, :, a - w.start:e - w.start] = False
                 out = generate_codes(model.decoding_lm, memory, params, length, callback=callback,
-                                     rescorer=rescorer, codes=codes, frozen=frozen, strength=strength)
+                                     rescorer=rescorer, codes=codes, frozen=frozen, strength=strength, tempo=tempo)
                 for b, w in enumerate(plan):
                     ext[b, :, w.start:w.start + length] = out[b]
     return ext

@@ -94,6 +94,12 @@ class MAGNeT(BaseGenModel):
         the time of the first :meth:`set_generation_params` call that asks for it)."""
         return self._decoding_lm
 
+    def decoding_tempo(self, descriptions: list[str | None]) -> torch.Tensor | None:
+        """The tempo [B] (bpm, NaN where a prompt names none: 120) a ``tempo_rope`` LM decodes these
+        prompts at: the one each asks for (:func:`~magnet_audio.conditioning.tempo.prompt_tempi`);
+        None for other LMs."""
+        return prompt_tempi(descriptions) if getattr(self.lm.cfg, "tempo_rope", False) else None
+
     def update_generation_params(self, **overrides) -> None:
         """Set the decoding options to the model's recommendation (its config.json's ``generation``:
         :attr:`recommended_generation_params`), updated by ``overrides`` (:meth:`set_generation_params`
@@ -266,6 +272,7 @@ class MAGNeT(BaseGenModel):
                     magnet_memory = memory.to(half_dtype(self.device))
                 rescorer = ARRescorer(self.rescorer, descriptions) if self.rescorer is not None else None
                 bpm = prompt_tempi(descriptions) if params.beat_lock > 0 else None
+                tempo = self.decoding_tempo(descriptions)  # tempo_rope LMs' positions
                 span_len = max(self.lm.cfg.span_len, 1)  # token-wise masking (span_len -1 or 1): frames
                 spans = max(1, round(params.beat_lock * self.frame_rate / span_len))
 
@@ -275,18 +282,18 @@ class MAGNeT(BaseGenModel):
 
                 if hybrid is None:
                     codes = generate_codes(lm, magnet_memory, params, max_len, prompt=prompt, num_samples=B,
-                                           callback=callback, rescorer=rescorer, tied=tied(max_len))
+                                           callback=callback, rescorer=rescorer, tied=tied(max_len), tempo=tempo)
                 else:
                     ar_lm, ar_params, prefix_len = hybrid
                     ar_memory = (memory if ar_lm.condition_provider is self.lm.condition_provider  # own view
                                  else ar_lm.encode_text(list(descriptions) + [None] * B))
                     codes = generate_hybrid_codes(ar_lm, ar_memory, ar_params, lm, magnet_memory, params, prefix_len,
                                                   max_len, prompt=prompt, num_samples=B, callback=callback,
-                                                  rescorer=rescorer, tied=tied(max_len))
+                                                  rescorer=rescorer, tied=tied(max_len), tempo=tempo)
                 for gen_len in later:  # long-form: the last `context` frames prompt the next window
                     new = generate_codes(lm, magnet_memory, params, gen_len, prompt=codes[..., -context:],
                                          num_samples=B, callback=callback, rescorer=rescorer,
-                                         tied=tied(gen_len, codes.shape[-1] - context))
+                                         tied=tied(gen_len, codes.shape[-1] - context), tempo=tempo)
                     codes = torch.cat([codes, new[..., context:]], dim=-1)
                 if self.duration < self.max_duration or later:
                     codes = codes[..., :total_len]

@@ -126,9 +126,9 @@ class _Spy:
     def __init__(self, lm):
         self.rows, self.lm, self.inner = [], lm, lm.hidden
 
-    def __call__(self, codes, stage, memory=None, cross_kv=None):
+    def __call__(self, codes, stage, memory=None, cross_kv=None, **kwargs):
         self.rows.append((stage, codes[0, stage].clone()))
-        return self.inner(codes, stage, memory, cross_kv)
+        return self.inner(codes, stage, memory, cross_kv, **kwargs)
 
 
 def test_chunked_decoding_masks_whole_chunks_on_the_cosine_schedule():

@@ -89,10 +89,10 @@ def _stage0_rows(lm, params, rescorer):
     """The stage-0 token row fed to the LM at every step of stage 0."""
     rows, inner = [], lm.hidden
 
-    def spy(codes, stage, memory=None, cross_kv=None):
+    def spy(codes, stage, memory=None, cross_kv=None, **kwargs):
         if stage == 0:
             rows.append(codes[0, 0].clone())
-        return inner(codes, stage, memory, cross_kv)
+        return inner(codes, stage, memory, cross_kv, **kwargs)
 
     lm.hidden = spy
     try:

@@ -44,3 +44,19 @@ def test_the_beat_copy_reference_has_a_phase_contrast_on_a_periodic_clip():
     assert torch.allclose(copy.exp().sum(-1), torch.ones(200))
     s = module.shifted_scores(copy, tokens, 40, 200, 20.0, np.array([0.0, 0.5]))
     assert s[0] > s[1] + 0.5
+
+
+def test_a_tempo_rope_lm_is_probed_at_the_prompts_tempo_or_the_clips_bpm(fixture_dir):
+    from magnet_audio import MAGNeT
+    from magnet_audio.codec import load_compression_model
+    from helpers import tiny_magnet_lm
+
+    probe_tempo = load_script("rhythm_probe").probe_tempo
+    codec = load_compression_model(str(fixture_dir / "compression_state_dict.bin"), device="cpu")
+    items = [{"description": "a fast drum groove", "bpm": 124.0}, {"description": "drums and bass", "bpm": 97.0}]
+    trope = MAGNeT("t", codec, tiny_magnet_lm(0, card=64, positional_embedding="rope", tempo_rope=True))
+    assert probe_tempo(trope, items, "metadata").tolist() == [124.0, 97.0]
+    prompt = probe_tempo(trope, items, "prompt")
+    assert prompt[0] == 130.0 and prompt[1].isnan()  # "fast"; no tempo named: 120 in the LM
+    plain = MAGNeT("p", codec, tiny_magnet_lm(0, card=64, positional_embedding="rope"))
+    assert probe_tempo(plain, items, "metadata") is None and probe_tempo(plain, items, "prompt") is None

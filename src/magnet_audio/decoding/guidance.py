@@ -57,14 +57,21 @@ class Guidance(Protocol):
         """codes [B, K, T] at step ``step`` of codebook ``stage`` -> its guided logits."""
 
 
-def make_guidance(lm: MagnetLM, memory: torch.Tensor | None, batch: int, fast: FastOptions) -> Guidance:
+def make_guidance(lm: MagnetLM, memory: torch.Tensor | None, batch: int, fast: FastOptions,
+                  tempo: torch.Tensor | None = None) -> Guidance:
     """:class:`ExactGuidance`, or :class:`CachedGuidance` when ``fast`` asks for an approximation.
 
     memory: cross-attention memory [2B, L, D], the B conditional rows then the B null rows, or None.
+    tempo: bpm [B] of each row for a ``tempo_rope`` LM (the null rows get the same), or None.
     """
     if fast.exact_guidance:
-        return ExactGuidance(lm, memory, batch)
-    return CachedGuidance(lm, memory, batch, fast)
+        return ExactGuidance(lm, memory, batch, tempo)
+    return CachedGuidance(lm, memory, batch, fast, tempo)
+
+
+def _rows_tempo(tempo: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    """The tempo [B] repeated for a pass over ``rows`` rows (B, or 2B: conditional then null)."""
+    return None if tempo is None else tempo.repeat(rows // len(tempo))
 
 
 class ExactGuidance:
@@ -73,14 +80,15 @@ class ExactGuidance:
     The memory's cross-attention keys/values are projected once per generate call.
     """
 
-    def __init__(self, lm: MagnetLM, memory: torch.Tensor | None, batch: int):
-        self.lm, self.batch = lm, batch
+    def __init__(self, lm: MagnetLM, memory: torch.Tensor | None, batch: int, tempo: torch.Tensor | None = None):
+        self.lm, self.batch, self.tempo = lm, batch, tempo
         self.cross_kv: CrossKV | None = None if memory is None else lm.transformer.cross_kv(memory)
 
     def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float) -> GuidedLogits:
         if self.cross_kv is None:
-            return GuidedLogits(self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=None)))
-        hidden = self.lm.hidden(torch.cat([codes, codes]), stage, cross_kv=self.cross_kv)
+            return GuidedLogits(self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=None, tempo=self.tempo)))
+        hidden = self.lm.hidden(torch.cat([codes, codes]), stage, cross_kv=self.cross_kv,
+                                tempo=_rows_tempo(self.tempo, 2 * self.batch))
         cond, uncond = self.lm.linears[stage](hidden).split(self.batch)
         return GuidedLogits(uncond + (cond - uncond) * coef)
 
@@ -93,8 +101,9 @@ class CachedGuidance:
     the last null-condition pass (``null_logits`` [B, T, card], of stage ``null_stage``).
     """
 
-    def __init__(self, lm: MagnetLM, memory: torch.Tensor | None, batch: int, fast: FastOptions):
-        self.lm, self.batch = lm, batch
+    def __init__(self, lm: MagnetLM, memory: torch.Tensor | None, batch: int, fast: FastOptions,
+                 tempo: torch.Tensor | None = None):
+        self.lm, self.batch, self.tempo = lm, batch, tempo
         self.cross_kv: CrossKV | None = None if memory is None else lm.transformer.cross_kv(memory)
         self.cond_kv = None if self.cross_kv is None else [(k[:batch], v[:batch]) for k, v in self.cross_kv]
         self.refresh, self.null_refresh = fast.kv_cache_refresh, fast.cfg_null_refresh
@@ -132,10 +141,11 @@ class CachedGuidance:
     def _forward(self, codes: torch.Tensor, stage: int, rows: torch.Tensor | None,
                  cross_kv: CrossKV | None) -> torch.Tensor:
         """Logits [n, R, card] of codebook ``stage`` for codes [n, K, T] (n = B or 2B) at ``rows``."""
+        tempo = _rows_tempo(self.tempo, codes.shape[0])
         if self.cache is None:
-            return self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=cross_kv))
+            return self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=cross_kv, tempo=tempo))
         self.cache.rows = None if rows is None else rows.repeat(codes.shape[0] // self.batch, 1)
-        return self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=cross_kv, cache=self.cache))
+        return self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=cross_kv, cache=self.cache, tempo=tempo))
 
     def _rows(self, seq: torch.Tensor, step: int, null_pass: bool) -> torch.Tensor | None:
         """Positions [B, R] for a partial pass over seq [B, T], or None for a full one: the masked

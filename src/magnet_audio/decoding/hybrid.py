@@ -48,7 +48,8 @@ def generate_hybrid_codes(ar_lm: MusicGenLM, ar_memory: torch.Tensor | None, ar_
                           magnet_lm: MagnetLM, magnet_memory: torch.Tensor | None, params: GenerationParams,
                           prefix_len: int, max_len: int, prompt: torch.Tensor | None = None,
                           num_samples: int | None = None, callback: ProgressCallback | None = None,
-                          rescorer: Rescorer | None = None, tied: torch.Tensor | None = None) -> torch.Tensor:
+                          rescorer: Rescorer | None = None, tied: torch.Tensor | None = None,
+                          tempo: torch.Tensor | None = None) -> torch.Tensor:
     """Codes [B, K, T]: ``prefix_len`` frames from ``ar_lm``, then MAGNeT up to ``max_len`` (cut to a
     multiple of the span length with ``nonoverlap`` spans, as plain MAGNeT decoding).
 
@@ -58,6 +59,7 @@ def generate_hybrid_codes(ar_lm: MusicGenLM, ar_memory: torch.Tensor | None, ar_
         (nothing to do if P >= prefix_len), MAGNeT does the rest.
     callback: callback(step, total) over the AR steps, then the MAGNeT steps.
     tied: beat spans [B, max_len] for MAGNeT beyond the prefix (see :func:`.magnet.generate_codes`).
+    tempo: bpm [B] for a ``tempo_rope`` MAGNeT LM (see :func:`.magnet.generate_codes`).
     """
     check_pair(ar_lm, magnet_lm)
     if not 0 < prefix_len < max_len:
@@ -81,4 +83,4 @@ def generate_hybrid_codes(ar_lm: MusicGenLM, ar_memory: torch.Tensor | None, ar_
     else:
         prefix = prompt
     return generate_codes(magnet_lm, magnet_memory, params, max_len, prompt=prefix, num_samples=num_samples,
-                          callback=magnet_progress, rescorer=rescorer, tied=tied)
+                          callback=magnet_progress, rescorer=rescorer, tied=tied, tempo=tempo)

@@ -59,7 +59,8 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
                    prompt: torch.Tensor | None = None, num_samples: int | None = None,
                    callback: ProgressCallback | None = None, rescorer: Rescorer | None = None,
                    tied: torch.Tensor | None = None, *, codes: torch.Tensor | None = None,
-                   frozen: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
+                   frozen: torch.Tensor | None = None, strength: float = 1.0,
+                   tempo: torch.Tensor | None = None) -> torch.Tensor:
     """Generate codes [B, K, T] (T = max_len, cut to a multiple of span_len for ``nonoverlap``)
     around frozen tokens: none (plain generation), a prefix (``prompt``) or any [B, K, T] mask
     (``codes`` + ``frozen``: inpainting, outpainting, variations).
@@ -84,6 +85,8 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
     tied: beat-locked decoding (:mod:`.beats`): offsets [B, max_len] from
         :func:`~.beats.beat_spans`; in each codebook, the frames at the same offset share one token,
         sampled before the codebook's steps and kept. Frozen frames stay as they are.
+    tempo: bpm [B] (NaN: none, read as 120) for a ``tempo_rope`` LM's positions, the null rows too;
+        ignored by other LMs.
     """
     params.validate(lm.num_codebooks)
     device = next(lm.parameters()).device
@@ -98,7 +101,13 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
         raise InputError(f"memory has {memory.shape[0]} rows, expected {2 * B} (conditional + null)")
     if tied is not None and tied.shape != (B, max_len):
         raise InputError(f"tied has shape {tuple(tied.shape)}, expected {(B, max_len)}")
-    guidance = make_guidance(lm, memory, B, params.fast)
+    if tempo is not None and getattr(lm.cfg, "tempo_rope", False):
+        tempo = torch.as_tensor(tempo, dtype=torch.float32, device=device).reshape(-1)
+        if tempo.numel() != B:
+            raise InputError(f"tempo has {tempo.numel()} values, expected {B} (one per sample)")
+    else:
+        tempo = None
+    guidance = make_guidance(lm, memory, B, params.fast, tempo)
     before_stage = None
     if tied is not None:
         tied = tied.to(device).masked_fill(frozen.any(dim=1), NOT_TIED)  # never over a frozen token

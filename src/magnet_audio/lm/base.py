@@ -94,7 +94,8 @@ class CodesLM(nn.Module):
         self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
         self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
         self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True,
-                                       rope=cfg.positional_embedding != "sin")
+                                       rope=cfg.positional_embedding != "sin",
+                                       tempo_rope=getattr(cfg, "tempo_rope", False))  # a MAGNeT LM's field
         self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
         self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
 
@@ -167,6 +168,8 @@ def audiocraft_blockers(cfg: LMConfig) -> list[str]:
     reasons = []
     if cfg.conditioner.model not in ("t5", "lut"):
         reasons.append(f"audiocraft has no {cfg.conditioner.model!r} text conditioner (it has t5 and lut)")
+    if getattr(cfg, "tempo_rope", False):
+        reasons.append("its tempo_rope positions are ours: audiocraft's rotary embeddings count frames only")
     if not float(cfg.segment_duration).is_integer():
         reasons.append(f"its segment_duration {cfg.segment_duration} s is not a whole number of seconds "
                        "(audiocraft's MAGNeT builds its attention masks for frame_rate x segment_duration "

@@ -36,11 +36,22 @@ class MagnetLMConfig(LMConfig):
 
     hybrid: the model was trained jointly with the autoregressive objective (Hybrid-MAGNeT), so its
         :meth:`MagnetLM.ar_view` can generate the prefix that MAGNeT decoding completes.
+    tempo_rope: tempo-relative positions (ours; :mod:`.transformer`): with ``rope`` positions, half
+        of the rotary channel pairs count beats at a tempo given with the codes (the file's bpm in
+        training, the prompt's in generation). No parameters; audiocraft has no such model.
     """
 
     subcodes_context: int = 5
     span_len: int = 3
     hybrid: bool = False
+    tempo_rope: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.tempo_rope and self.positional_embedding != "rope":
+            raise ValueError(f"tempo_rope needs positional_embedding rope, got {self.positional_embedding!r}")
+        if self.tempo_rope and self.hybrid:
+            raise ValueError("tempo_rope is not available for hybrid LMs (their autoregressive view has no tempo)")
 
     @classmethod
     def from_xp_cfg(cls, cfg: dict, frame_rate: int = 50) -> "MagnetLMConfig":
@@ -119,11 +130,13 @@ class MagnetLM(CodesLM):
 
     def hidden(self, codes: torch.Tensor, stage: int, memory: torch.Tensor | None = None,
                cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-               cache: RowKVCache | None = None) -> torch.Tensor:
+               cache: RowKVCache | None = None, tempo: torch.Tensor | None = None) -> torch.Tensor:
         """codes [B, K, T] -> normalised hidden states [B, T, D] for decoding ``stage``.
 
         With a ``cache`` whose ``rows`` [B, R] are set, only those positions are computed (their
         queries attend over all T positions' cached keys/values): returns [B, R, D].
+        tempo: bpm [B] (NaN: none) for a ``tempo_rope`` LM; None is 120 bpm (plain rope). Ignored
+            by other LMs.
         """
         T = codes.shape[-1]
         mask = self.attn_mask(stage, T, codes.device)
@@ -137,10 +150,11 @@ class MagnetLM(CodesLM):
             if self.cfg.sin_positions:
                 x = x + sin_embedding(T, self.cfg.dim, device=x.device, dtype=x.dtype)[rows]
             mask = None if mask is None else mask[rows].unsqueeze(1)  # [B, 1, R, T]
-        x = self.transformer(x, memory=memory, cross_kv=cross_kv, attn_mask=mask, cache=cache)
+        x = self.transformer(x, memory=memory, cross_kv=cross_kv, attn_mask=mask, cache=cache, tempo=tempo)
         return self.out_norm(x)
 
-    def forward(self, codes: torch.Tensor, memory: torch.Tensor | None, stage: int = -1) -> torch.Tensor:
-        """codes [B, K, T], memory [B, L, D] -> logits [B, K, T, card] of every head."""
-        h = self.hidden(codes, stage, memory)
+    def forward(self, codes: torch.Tensor, memory: torch.Tensor | None, stage: int = -1,
+                tempo: torch.Tensor | None = None) -> torch.Tensor:
+        """codes [B, K, T], memory [B, L, D] (, tempo [B] bpm) -> logits [B, K, T, card] of every head."""
+        h = self.hidden(codes, stage, memory, tempo=tempo)
         return torch.stack([lin(h) for lin in self.linears], dim=1)

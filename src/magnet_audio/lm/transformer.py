@@ -14,6 +14,11 @@ Positions (audiocraft's ``positional_embedding``): with ``sin`` or ``sin_rope`` 
 :func:`sin_embedding` to their input; with ``rope`` or ``sin_rope`` a ``Transformer(rope=True)``
 rotates each self-attention query and key by its position (:func:`rope_rotation`). The rotated keys
 are what the caches store, so a cached key keeps the position it was computed at.
+
+Tempo-relative positions (``Transformer(tempo_rope=True)``, our addition): the odd channel pairs of
+each head turn with ``frame * bpm / 120`` instead of the frame (:func:`rope_rotation`'s
+``tempo_scale``), so "one beat back" is the same rotation at every tempo; the even pairs keep
+counting frames. At 120 bpm (or no tempo) it is plain rope.
 """
 
 from __future__ import annotations
@@ -37,13 +42,24 @@ def sin_embedding(num_positions: int, dim: int, offset: int = 0, max_period: flo
     return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)
 
 
-def rope_rotation(positions: torch.Tensor, head_dim: int, max_period: float = 10000.0) -> torch.Tensor:
+def rope_rotation(positions: torch.Tensor, head_dim: int, max_period: float = 10000.0,
+                  tempo_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Rotary-embedding angles (float32) of integer ``positions`` [T] or [B, T]: [..., head_dim / 2].
 
     Pair i (channels 2i and 2i + 1 of a head) turns by ``position * max_period ** (-2i / head_dim)``,
     as audiocraft's ``RotaryEmbedding`` (``positional_embedding: rope``).
+
+    tempo_scale: [B] (bpm / 120 of each row) for tempo-relative positions: the odd pairs (i = 1, 3,
+        ...) turn by ``position * tempo_scale`` instead, so they count beats; returns [B, T, head_dim / 2].
     """
-    return positions.to(torch.float32).unsqueeze(-1) * rope_frequencies(head_dim, max_period, positions.device)
+    angles = positions.to(torch.float32).unsqueeze(-1) * rope_frequencies(head_dim, max_period, positions.device)
+    if tempo_scale is None:
+        return angles
+    scale = torch.ones(len(tempo_scale), head_dim // 2, dtype=torch.float32, device=angles.device)
+    scale[:, 1::2] = tempo_scale.to(device=angles.device, dtype=torch.float32).unsqueeze(-1)
+    if angles.dim() == 2:  # the same positions for every row
+        angles = angles.unsqueeze(0)
+    return angles * scale.unsqueeze(1)  # [B, T, head_dim / 2]
 
 
 def rope_frequencies(head_dim: int, max_period: float = 10000.0, device: torch.device | None = None) -> torch.Tensor:
@@ -52,6 +68,22 @@ def rope_frequencies(head_dim: int, max_period: float = 10000.0, device: torch.d
     if head_dim % 2:
         raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim}")
     return max_period ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+
+
+#: the tempo at which tempo-relative positions turn as plain rope (one beat = 25 frames at 50 Hz)
+REFERENCE_BPM = 120.0
+
+
+def tempo_scale(tempo: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    """bpm [B] -> the odd channel pairs' position scale bpm / 120 [B] (float32); a NaN (no tempo)
+    counts as 120. Refuses a tempo that is not one finite positive number per row."""
+    tempo = torch.as_tensor(tempo, dtype=torch.float32, device=device).reshape(-1)
+    if tempo.numel() != batch:
+        raise ValueError(f"expected one tempo per row ({batch}), got {tempo.numel()}")
+    tempo = torch.nan_to_num(tempo, nan=REFERENCE_BPM)
+    if not bool((torch.isfinite(tempo) & (tempo > 0)).all()):
+        raise ValueError(f"tempi must be positive bpm, got {tempo.tolist()}")
+    return tempo / REFERENCE_BPM
 
 
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -266,27 +298,37 @@ class Transformer(nn.Module):
 
     rope: rotate self-attention queries and keys by their positions (no parameters: the state dict
         is the same either way).
+    tempo_rope: with ``rope``, the odd channel pairs count beats at the ``tempo`` given to
+        :meth:`forward` (module docstring; still no parameters).
     """
 
     def __init__(self, dim: int, num_heads: int, num_layers: int, hidden_scale: int = 4,
-                 cross_attention: bool = True, rope: bool = False):
+                 cross_attention: bool = True, rope: bool = False, tempo_rope: bool = False):
         super().__init__()
         if rope and (dim // num_heads) % 2:
             raise ValueError(f"rotary embeddings need an even head dimension, got {dim} / {num_heads}")
-        self.rope, self.head_dim = rope, dim // num_heads
+        if tempo_rope and not rope:
+            raise ValueError("tempo_rope turns rotary embeddings: it needs rope")
+        self.rope, self.tempo_rope, self.head_dim = rope, tempo_rope, dim // num_heads
         self.layers = nn.ModuleList(
             TransformerLayer(dim, num_heads, hidden_scale, cross_attention) for _ in range(num_layers))
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                attn_mask: torch.Tensor | None = None, cache: KVCache | RowKVCache | None = None) -> torch.Tensor:
+                attn_mask: torch.Tensor | None = None, cache: KVCache | RowKVCache | None = None,
+                tempo: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, D] -> [B, T, D]; ``cross_kv`` optionally holds each layer's projected memory.
 
         With a :class:`KVCache`, x holds the T positions after the cached ones; ``attn_mask`` is
         then [T, cache.length + T]. The cache is advanced by T. With a :class:`RowKVCache`, x holds
         the positions ``cache.rows`` (or all of them) and ``attn_mask`` is over all positions.
+        tempo: bpm [B] of each row for a ``tempo_rope`` transformer (None: 120, plain rope);
+            ignored otherwise.
         """
-        rope = rope_rotation(self.positions(x.shape[1], cache, x.device), self.head_dim) if self.rope else None
+        rope = None
+        if self.rope:
+            scale = tempo_scale(tempo, x.shape[0], x.device) if self.tempo_rope and tempo is not None else None
+            rope = rope_rotation(self.positions(x.shape[1], cache, x.device), self.head_dim, tempo_scale=scale)
         for i, layer in enumerate(self.layers):
             x = layer(x, memory=memory, cross_kv=None if cross_kv is None else cross_kv[i], attn_mask=attn_mask,
                       cache=None if cache is None else cache.layer(i), rope=rope)

@@ -48,6 +48,9 @@ class ModelConfig:
         autoregressive cross-entropy of the same network run causally over MusicGen's delay pattern.
     stage_weights: how often each codebook is the trained stage, relative weights, one per codebook
         (None: uniform, as audiocraft).
+    tempo_rope: tempo-relative rotary positions (with ``positional_embedding: rope``; see
+        :class:`~magnet_audio.lm.magnet.MagnetLMConfig`): each crop's positions count beats at its
+        file's ``bpm`` (metadata; 120 where it has none). A rope ``init_from`` LM can be fine-tuned into it.
     """
 
     codec: str | None = None
@@ -64,6 +67,7 @@ class ModelConfig:
     hybrid: bool = False
     hybrid_ar_weight: float = 1.0
     hybrid_max_prefix: float = 0.5
+    tempo_rope: bool = False
     conditioner: ConditionerConfig = field(default_factory=lambda: ConditionerConfig(model="t5", word_dropout=0.3))
 
 
@@ -200,6 +204,9 @@ class TrainConfig:
              f"model.positional_embedding must be one of {', '.join(POSITIONAL_EMBEDDINGS)}"),
             (self.model.positional_embedding == "sin" or (self.model.dim // max(self.model.num_heads, 1)) % 2 == 0,
              "model.positional_embedding rope needs an even head dimension (model.dim / model.num_heads)"),
+            (not self.model.tempo_rope or self.model.init_from or self.model.positional_embedding == "rope",
+             "model.tempo_rope needs model.positional_embedding rope"),
+            (not (self.model.tempo_rope and self.model.hybrid), "model.tempo_rope and model.hybrid do not go together"),
             (self.model.hybrid_ar_weight >= 0, "model.hybrid_ar_weight must be >= 0"),
             (0 <= self.model.hybrid_max_prefix < 1, "model.hybrid_max_prefix must be in [0, 1)"),
             (self.data.segment_duration <= 3600, "data.segment_duration must be at most 3600 seconds"),

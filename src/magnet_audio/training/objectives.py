@@ -200,10 +200,12 @@ class MagnetObjective(nn.Module):
     def model(self) -> MagnetLM:
         return self.lm
 
-    def forward(self, codes: torch.Tensor, texts: list[str | None], stage: int | None = None,
-                generator: torch.Generator | None = None,
+    def forward(self, codes: torch.Tensor, texts: list[str | None], tempi: torch.Tensor | None = None,
+                stage: int | None = None, generator: torch.Generator | None = None,
                 rng: random.Random | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """codes [B, K, T] (ground truth) and B texts -> (mean CE on the masked stage tokens, metrics).
+        """codes [B, K, T] (ground truth), B texts and their files' bpm [B] (NaN: unknown; used by a
+        ``tempo_rope`` LM only, and kept for the CFG-dropped rows: the tempo is not text) -> (mean CE
+        on the masked stage tokens, metrics).
 
         In training mode ``stage`` defaults to a draw from ``rng`` (Python's ``random`` if None),
         uniform or by ``stage_weights``. In eval mode with no ``stage``, every stage is measured (each with its own masks) and
@@ -222,7 +224,7 @@ class MagnetObjective(nn.Module):
         memory = self.lm.encode_text(texts)
         total, count, masked, metrics = 0.0, 0, 0, {}
         for k in stages:
-            ce, spans = self._stage_loss(codes, memory, k, generator)
+            ce, spans = self._stage_loss(codes, memory, k, generator, tempi if self.lm.cfg.tempo_rope else None)
             n = int(spans.sum())
             total, count, masked = total + ce * n, count + n, masked + spans.numel()
             metrics[f"ce_stage{k}"] = ce.detach()
@@ -234,8 +236,8 @@ class MagnetObjective(nn.Module):
             metrics.update(ar_ce=ar_ce.detach(), loss=loss.detach())
         return loss, metrics
 
-    def _stage_loss(self, codes: torch.Tensor, memory: torch.Tensor, stage: int,
-                    generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _stage_loss(self, codes: torch.Tensor, memory: torch.Tensor, stage: int, generator: torch.Generator | None,
+                    tempi: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean CE of codebook ``stage`` at its masked positions, the span mask [B, T]); a hybrid
         LM keeps a random prefix of each sample visible in every codebook."""
         B, K, T = codes.shape
@@ -249,5 +251,5 @@ class MagnetObjective(nn.Module):
             spans = span_mask(rates, T, self.lm.cfg.span_len, generator)
             mask = stage_mask(spans, K, stage)
         inputs = masked_input(codes, mask, self.lm.mask_id)
-        logits = self.lm(inputs, memory, stage=stage)  # [B, K, T, card], every head (all params in the graph)
+        logits = self.lm(inputs, memory, stage=stage, tempo=tempi)  # [B, K, T, card], every head (all params in the graph)
         return masked_cross_entropy(logits[:, stage], codes[:, stage], spans), spans

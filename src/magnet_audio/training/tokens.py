@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ from ..audio import audio_read
 from ..codec import load_compression_model
 from ..errors import InputError
 from ..validation import finite_tensor
-from .data import AudioItem, DescriptionConfig, load_items
+from .data import AudioItem, DescriptionConfig, load_items, normalize_info
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +287,13 @@ class TokenCrops:
         codes = np.asarray(self.cache.codes(entry)[:, start:start + self.segment_frames], dtype=np.int64)
         return torch.from_numpy(codes), self.descriptions.describe(entry.get("info", {}), rng)
 
-    def batch(self, indices: list[int], seeds: list[int]) -> tuple[torch.Tensor, list[str | None]]:
-        """(codes [B, K, segment_frames], descriptions)."""
+    def tempo(self, index: int) -> float:
+        """The bpm of entry ``index`` from its metadata (``info.bpm``), NaN where it has none."""
+        bpm = normalize_info(self.entries[index].get("info") or {})["bpm"]
+        return bpm if bpm is not None and math.isfinite(bpm) and bpm > 0 else math.nan
+
+    def batch(self, indices: list[int], seeds: list[int]) -> tuple[torch.Tensor, list[str | None], torch.Tensor]:
+        """(codes [B, K, segment_frames], descriptions, tempi [B]: each file's bpm, NaN where unknown)."""
         pairs = [self.crop(i, s) for i, s in zip(indices, seeds)]
-        return torch.stack([c for c, _ in pairs]), [d for _, d in pairs]
+        tempi = torch.tensor([self.tempo(i) for i in indices], dtype=torch.float32)
+        return torch.stack([c for c, _ in pairs]), [d for _, d in pairs], tempi

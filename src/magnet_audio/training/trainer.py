@@ -80,12 +80,12 @@ def codec_source_for(cfg: TrainConfig, cache_codec: str | None = None) -> str | 
 
 
 class _CropBatches:
-    """position -> (codes [B, K, T], descriptions) for one rank (picklable for DataLoader workers)."""
+    """position -> (codes [B, K, T], descriptions, tempi [B]) for one rank (picklable for DataLoader workers)."""
 
     def __init__(self, crops: TokenCrops, sampler: EpochSampler, seed: int):
         self.crops, self.sampler, self.seed = crops, sampler, seed
 
-    def __call__(self, position: int) -> tuple[torch.Tensor, list[str | None]]:
+    def __call__(self, position: int) -> tuple[torch.Tensor, list[str | None], torch.Tensor]:
         epoch, indices = self.sampler.batch(position)
         seeds = [sub_seed(self.seed, 1, epoch, position, self.sampler.rank, j) for j in range(len(indices))]
         return self.crops.batch(indices, seeds)
@@ -153,12 +153,17 @@ def build_lm(cfg: TrainConfig, meta: CacheMeta) -> MagnetLM:
         lm.cfg.conditioner.word_dropout = m.conditioner.word_dropout
         lm.condition_provider.text.word_dropout = m.conditioner.word_dropout
         lm.cfg.hybrid = m.hybrid
+        if m.tempo_rope and not lm.cfg.tempo_rope:  # rope positions become tempo-relative ones (no new weights)
+            if lm.cfg.positional_embedding != "rope":
+                raise InputError(f"model.tempo_rope needs a rope LM; model.init_from {m.init_from} has "
+                                 f"{lm.cfg.positional_embedding} positions")
+            lm.cfg.tempo_rope = lm.transformer.tempo_rope = True
     else:
         lm_cfg = MagnetLMConfig(dim=m.dim, num_heads=m.num_heads, num_layers=m.num_layers, hidden_scale=m.hidden_scale,
                                 n_q=meta.n_q, card=meta.card, segment_duration=cfg.data.segment_duration,
                                 frame_rate=frame_rate, cfg_dropout=m.cfg_dropout, subcodes_context=m.subcodes_context,
                                 span_len=m.span_len, hybrid=m.hybrid, conditioner=copy.deepcopy(m.conditioner),
-                                positional_embedding=m.positional_embedding)
+                                positional_embedding=m.positional_embedding, tempo_rope=m.tempo_rope)
         torch.manual_seed(cfg.seed)
         lm = MagnetLM(lm_cfg)
         init_lm_weights(lm)

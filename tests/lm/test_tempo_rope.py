@@ -1,0 +1,166 @@
+"""Tempo-relative rotary positions (``tempo_rope``): half of the rotary channel pairs count beats.
+
+The LM, its config, the training objective and decoding (generation, continuation, edits, fast mode)."""
+
+import math
+
+import pytest
+import torch
+
+from magnet_audio import MAGNeT
+from magnet_audio.codec import load_compression_model
+from magnet_audio.decoding import GenerationParams, generate_codes
+from magnet_audio.decoding import magnet as decoding_magnet
+from magnet_audio.decoding.guidance import CachedGuidance
+from magnet_audio.decoding.params import FastOptions
+from magnet_audio.errors import InputError
+from magnet_audio.lm import MagnetLMConfig
+from magnet_audio.lm.base import audiocraft_blockers
+from magnet_audio.lm.transformer import rope_rotation, tempo_scale
+from magnet_audio.training.objectives import MagnetObjective
+from helpers import tiny_magnet_lm
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+HEAD_DIM, FRAME_RATE = 16, 50
+
+
+def _pair_lm(seed=0, **config):
+    """(rope LM, the same weights with tempo_rope)."""
+    rope = tiny_magnet_lm(seed, positional_embedding="rope", **config)
+    trope = tiny_magnet_lm(seed, positional_embedding="rope", tempo_rope=True, **config)
+    trope.load_state_dict(rope.state_dict())
+    return rope, trope
+
+
+def test_odd_pairs_count_beats_even_pairs_count_frames():
+    positions = torch.arange(200)
+    plain = rope_rotation(positions, HEAD_DIM)  # [T, 8]
+    angles = rope_rotation(positions, HEAD_DIM, tempo_scale=torch.tensor([1.0, 0.75, 1.25]))  # [3, T, 8]
+    assert angles.shape == (3, 200, HEAD_DIM // 2)
+    assert torch.equal(angles[0], plain)  # 120 bpm is plain rope
+    for row, scale in enumerate((0.75, 1.25), start=1):
+        assert torch.equal(angles[row][:, 0::2], plain[:, 0::2])
+        assert torch.allclose(angles[row][:, 1::2], plain[:, 1::2] * scale)
+    # one beat back (frame_rate * 60 / bpm frames: 33.3 at 90 bpm, 20 at 150) turns the odd pairs by the same
+    # angle at every tempo: 25 frames' worth, one beat at 120 bpm
+    for bpm in (90.0, 150.0):
+        beat = FRAME_RATE * 60 / bpm
+        a = rope_rotation(torch.tensor([100.0, 100.0 - beat]), HEAD_DIM, tempo_scale=torch.tensor([bpm / 120]))[0]
+        ref = rope_rotation(torch.tensor([25.0, 0.0]), HEAD_DIM)
+        assert torch.allclose((a[0] - a[1])[1::2], (ref[0] - ref[1])[1::2], atol=1e-4)
+        assert not torch.allclose((a[0] - a[1])[0::2], (ref[0] - ref[1])[0::2], atol=1e-3)  # frames: not a beat
+
+
+def test_tempo_scale_reads_nan_as_120_and_refuses_bad_tempi():
+    assert tempo_scale(torch.tensor([60.0, math.nan, 180.0]), 3, torch.device("cpu")).tolist() == [0.5, 1.0, 1.5]
+    with pytest.raises(ValueError, match="one tempo per row"):
+        tempo_scale(torch.tensor([120.0]), 2, torch.device("cpu"))
+    with pytest.raises(ValueError, match="positive bpm"):
+        tempo_scale(torch.tensor([-90.0]), 1, torch.device("cpu"))
+
+
+def test_tempo_rope_lm_is_rope_at_120_bpm_and_differs_at_other_tempi():
+    rope, trope = _pair_lm()
+    codes = torch.randint(0, 16, (2, 4, 50))
+    memory = rope.encode_text(["piano", "drums"])
+    plain = rope(codes, memory, stage=0)
+    assert torch.equal(trope(codes, memory, stage=0), plain)  # no tempo: 120
+    assert torch.allclose(trope(codes, memory, stage=0, tempo=torch.tensor([120.0, math.nan])), plain, atol=1e-6)
+    other = trope(codes, memory, stage=0, tempo=torch.tensor([90.0, 150.0]))
+    assert not torch.allclose(other, plain, atol=1e-3)
+    assert torch.equal(rope(codes, memory, stage=0, tempo=torch.tensor([90.0, 150.0])), plain)  # rope LMs ignore it
+    # each row has its own tempo: row 0 at 90 bpm does not depend on row 1's
+    alone = trope(codes[:1], memory[:1], stage=0, tempo=torch.tensor([90.0]))
+    assert torch.allclose(alone, other[:1], atol=1e-5)
+
+
+def test_config_round_trips_and_refuses_what_cannot_carry_a_tempo():
+    cfg = tiny_magnet_lm(0, positional_embedding="rope", tempo_rope=True).cfg
+    assert MagnetLMConfig.from_dict(cfg.to_dict()).tempo_rope is True
+    assert MagnetLMConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "tempo_rope"}).tempo_rope is False
+    assert any("tempo_rope" in reason for reason in audiocraft_blockers(cfg))  # no audiocraft files are written
+    with pytest.raises(ValueError, match="needs positional_embedding rope"):
+        tiny_magnet_lm(0, positional_embedding="sin", tempo_rope=True)
+    with pytest.raises(ValueError, match="needs positional_embedding rope"):
+        tiny_magnet_lm(0, positional_embedding="sin_rope", tempo_rope=True)
+    with pytest.raises(ValueError, match="hybrid"):
+        tiny_magnet_lm(0, positional_embedding="rope", tempo_rope=True, hybrid=True)
+
+
+def test_the_objective_trains_each_crop_at_its_files_tempo():
+    rope, trope = _pair_lm()
+    codes = torch.randint(0, 16, (2, 4, 50))
+
+    def loss(lm, tempi):
+        objective = MagnetObjective(lm, cfg_dropout=0.0).eval()
+        # stage 2: codebooks 0 and 1 visible (were every input the mask token, attention could not tell positions)
+        with torch.no_grad():
+            return objective(codes, ["a", "b"], tempi, stage=2, generator=torch.Generator().manual_seed(3))[0]
+
+    at_120 = loss(trope, torch.tensor([120.0, math.nan]))
+    assert torch.allclose(at_120, loss(rope, None), atol=1e-6)
+    # a random tiny LM barely uses positions: the tempo moves its loss by ~1e-4, far above float noise (0 here)
+    assert abs(float(loss(trope, torch.tensor([80.0, 160.0])) - at_120)) > 1e-6
+    assert torch.equal(loss(rope, torch.tensor([80.0, 160.0])), loss(rope, None))  # plain rope ignores tempi
+
+
+class _TempoSpy:
+    """Records the tempo each LM pass gets."""
+
+    def __init__(self, lm):
+        self.inner, self.tempi = lm.hidden, []
+        lm.hidden = self
+
+    def __call__(self, *args, tempo=None, **kwargs):
+        self.tempi.append(None if tempo is None else tempo.tolist())
+        return self.inner(*args, tempo=tempo, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def model(fixture_dir):
+    codec = load_compression_model(str(fixture_dir / "compression_state_dict.bin"), device="cpu")
+    lm = tiny_magnet_lm(0, card=64, positional_embedding="rope", tempo_rope=True, segment_duration=1.0)
+    return MAGNeT("tiny-trope", codec, lm)
+
+
+def _nan_to_none(rows):
+    return [[None if isinstance(v, float) and math.isnan(v) else v for v in row] for row in rows]
+
+
+def test_generation_continuation_and_edits_decode_at_the_prompts_tempo(model):
+    model.set_generation_params(decoding_steps=[2, 1, 1, 1], use_sampling=False)
+    spy = _TempoSpy(model.lm)
+    try:
+        model.generate(["drums at 96 bpm", "ambient pads"])
+        # the conditional rows, then the null rows at the same tempo
+        assert set(map(tuple, _nan_to_none(spy.tempi))) == {(96.0, None, 96.0, None)}
+        spy.tempi.clear()
+        prompt = torch.zeros(1, 1, 16000)
+        model.generate_continuation(prompt, 32000, ["a fast beat"])
+        assert set(map(tuple, spy.tempi)) == {(130.0, 130.0)}  # "fast": the middle of 110-150 bpm
+        spy.tempi.clear()
+        model.generate_inpainting(torch.zeros(1, 1, 32000), 32000, ["tempo 150 groove"], [(0.3, 0.6)])
+        assert spy.tempi and set(map(tuple, spy.tempi)) == {(150.0, 150.0)}
+    finally:
+        model.lm.hidden = spy.inner
+
+
+def test_cached_guidance_passes_the_tempo_as_exact_guidance_does(model, monkeypatch):
+    """Fast mode's machinery (:class:`CachedGuidance`) at its exact settings decodes the tokens exact
+    decoding does at these tempi; with partial passes (rows of a cache) 120 bpm is plain rope."""
+    lm, memory = model.lm, model.lm.encode_text(["x", "y", None, None])
+    params = GenerationParams(decoding_steps=[3, 2, 2, 2], use_sampling=False)
+    tempo = torch.tensor([90.0, 150.0])
+    exact = generate_codes(lm, memory, params, 48, tempo=tempo)
+    assert not torch.equal(generate_codes(lm, memory, params, 48), exact)  # the tempo changes what is decoded
+    with monkeypatch.context() as patch:
+        patch.setattr(decoding_magnet, "make_guidance", CachedGuidance)
+        assert torch.equal(generate_codes(lm, memory, params, 48, tempo=tempo), exact)
+    partial = GenerationParams(decoding_steps=[6, 3, 3, 3], use_sampling=False,
+                               fast=FastOptions(kv_cache_refresh=3, cfg_null_refresh=2))
+    at_120 = generate_codes(lm, memory, partial, 48, tempo=torch.tensor([120.0, math.nan]))
+    assert torch.equal(at_120, generate_codes(lm, memory, partial, 48))
+    assert not torch.equal(generate_codes(lm, memory, partial, 48, tempo=tempo), at_120)
+    with pytest.raises(InputError, match="one per sample"):
+        generate_codes(lm, memory, params, 48, tempo=torch.tensor([90.0]))
