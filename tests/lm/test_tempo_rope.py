@@ -16,7 +16,7 @@ from magnet_audio.decoding.params import FastOptions
 from magnet_audio.errors import InputError
 from magnet_audio.lm import MagnetLMConfig
 from magnet_audio.lm.base import audiocraft_blockers
-from magnet_audio.lm.transformer import rope_rotation, tempo_scale
+from magnet_audio.lm.transformer import beat_frequencies, rope_rotation, tempo_scale
 from magnet_audio.training.objectives import MagnetObjective
 from helpers import tiny_magnet_lm
 
@@ -50,6 +50,43 @@ def test_odd_pairs_count_beats_even_pairs_count_frames():
         ref = rope_rotation(torch.tensor([25.0, 0.0]), HEAD_DIM)
         assert torch.allclose((a[0] - a[1])[1::2], (ref[0] - ref[1])[1::2], atol=1e-4)
         assert not torch.allclose((a[0] - a[1])[0::2], (ref[0] - ref[1])[0::2], atol=1e-3)  # frames: not a beat
+
+
+def test_beat_periods_turn_the_tempo_pairs_by_whole_turns_every_beat_at_any_tempo():
+    frequencies = beat_frequencies(HEAD_DIM, FRAME_RATE)  # 4 pairs: every 1/4, 3/8, 1/2, 3/4 beat
+    assert frequencies.shape == (HEAD_DIM // 4,)
+    assert torch.allclose(frequencies * 25, 2 * math.pi / torch.tensor([0.25, 0.375, 0.5, 0.75]))  # 25 frames a beat
+    for bpm in (75.0, 128.0):
+        beat = FRAME_RATE * 60 / bpm
+        a = rope_rotation(torch.tensor([0.0, 3 * beat]), HEAD_DIM, tempo_scale=torch.tensor([bpm / 120]),
+                          tempo_frequencies=frequencies)[0]
+        turned = (a[1] - a[0])[1::2]  # three beats: whole turns for every period that divides 3 beats
+        assert torch.allclose(torch.cos(turned[[0, 1, 2, 3]]), torch.ones(4), atol=1e-4)
+        half = rope_rotation(torch.tensor([0.0, beat / 2]), HEAD_DIM, tempo_scale=torch.tensor([bpm / 120]),
+                             tempo_frequencies=frequencies)[0]
+        # half a beat: two turns of the 1/4-beat pair, two thirds of a turn of the 3/4-beat pair
+        assert torch.allclose(torch.cos((half[1] - half[0])[1::2][[0, 3]]), torch.tensor([1.0, -0.5]), atol=1e-4)
+    assert len(beat_frequencies(64, 50)) == 16 and torch.allclose(  # the 16 pairs of a 64-d head: 1/4 to 48 beats
+        2 * math.pi / (beat_frequencies(64, 50) * 25), torch.tensor([0.25, 0.375, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8,
+                                                                      12, 16, 24, 32, 48.0]))
+
+
+def test_a_rope_lm_turned_into_a_beat_periods_lm_matches_one_built_so():
+    rope, _ = _pair_lm()
+    beats = tiny_magnet_lm(0, positional_embedding="rope", tempo_rope=True, tempo_periods="beats")
+    beats.load_state_dict(rope.state_dict())
+    codes, memory = torch.randint(0, 16, (2, 4, 50)), rope.encode_text(["a", "b"])
+    plain = rope(codes, memory, stage=0)
+    rope.use_tempo_positions("beats")
+    assert rope.cfg.tempo_rope and rope.cfg.tempo_periods == "beats"
+    for tempo in (None, torch.tensor([90.0, 140.0])):
+        assert torch.equal(rope(codes, memory, stage=0, tempo=tempo), beats(codes, memory, stage=0, tempo=tempo))
+    assert not torch.allclose(beats(codes, memory, stage=0), plain, atol=1e-4)  # not plain rope, even at 120
+    assert MagnetLMConfig.from_dict(beats.cfg.to_dict()).tempo_periods == "beats"
+    with pytest.raises(ValueError, match="needs tempo_rope"):
+        tiny_magnet_lm(0, positional_embedding="rope", tempo_periods="beats")
+    with pytest.raises(ValueError, match="rope or beats"):
+        tiny_magnet_lm(0, positional_embedding="rope", tempo_rope=True, tempo_periods="bars")
 
 
 def test_tempo_scale_reads_nan_as_120_and_refuses_bad_tempi():

@@ -65,18 +65,22 @@ def test_each_crop_carries_its_files_bpm(cache):
 
 
 def test_config_refuses_tempo_rope_without_rope_or_with_hybrid(tmp_path, cache):
+    with pytest.raises(InputError, match="tempo_periods beats needs model.tempo_rope"):
+        _cfg(tmp_path / "c", cache, tempo_rope=False, tempo_periods="beats")
     with pytest.raises(InputError, match="tempo_rope needs model.positional_embedding rope"):
         _cfg(tmp_path / "a", cache, positional_embedding="sin")
     with pytest.raises(InputError, match="tempo_rope and model.hybrid"):
         _cfg(tmp_path / "b", cache, hybrid=True)
 
 
-def test_a_rope_lm_fine_tunes_into_tempo_rope_and_a_sin_one_is_refused(tmp_path, cache, fixture_dir):
+@pytest.mark.parametrize("periods", ["rope", "beats"])
+def test_a_rope_lm_fine_tunes_into_tempo_rope_and_a_sin_one_is_refused(tmp_path, cache, fixture_dir, periods):
     rope = tiny_magnet_lm(0, positional_embedding="rope", card=64)
     source = write_export(rope, tmp_path / "rope", fixture_dir / "compression_state_dict.bin")
     meta = SimpleNamespace(n_q=4, card=64, frame_rate=50.0)
-    lm = build_lm(_cfg(tmp_path / "ft", cache, init_from=str(source)), meta)
-    assert lm.cfg.tempo_rope and lm.transformer.tempo_rope
+    lm = build_lm(_cfg(tmp_path / "ft", cache, init_from=str(source), tempo_periods=periods), meta)
+    assert lm.cfg.tempo_rope and lm.transformer.tempo_rope and lm.cfg.tempo_periods == periods
+    assert (lm.transformer.tempo_frequencies is not None) == (periods == "beats")
     assert all(torch.equal(v.float(), rope.state_dict()[k].half().float()) for k, v in lm.state_dict().items())
     with pytest.raises(InputError, match="needs a rope LM"):
         build_lm(_cfg(tmp_path / "sin", cache, init_from=str(fixture_dir)), meta)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..conditioning import ConditionerConfig, ConditionProvider, build_conditioner
 from ..errors import CheckpointError
-from .transformer import Transformer, rope_frequencies
+from .transformer import Transformer, beat_frequencies, rope_frequencies
 
 
 POSITIONAL_EMBEDDINGS = ("sin", "rope", "sin_rope")
@@ -93,9 +93,12 @@ class CodesLM(nn.Module):
             return
         self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
         self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
+        tempo_rope = getattr(cfg, "tempo_rope", False)  # MAGNeT LMs' fields
+        beats = tempo_rope and getattr(cfg, "tempo_periods", "rope") == "beats"
         self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True,
-                                       rope=cfg.positional_embedding != "sin",
-                                       tempo_rope=getattr(cfg, "tempo_rope", False))  # a MAGNeT LM's field
+                                       rope=cfg.positional_embedding != "sin", tempo_rope=tempo_rope,
+                                       tempo_frequencies=beat_frequencies(cfg.dim // cfg.num_heads, cfg.frame_rate)
+                                       if beats else None)
         self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
         self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
 

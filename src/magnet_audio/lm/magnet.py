@@ -27,7 +27,7 @@ from .base import (
     xp_segment_duration,
 )
 from .musicgen import MusicGenLM, MusicGenLMConfig
-from .transformer import RowKVCache, band_mask, sin_embedding
+from .transformer import RowKVCache, band_mask, beat_frequencies, sin_embedding
 
 
 @dataclass
@@ -39,15 +39,23 @@ class MagnetLMConfig(LMConfig):
     tempo_rope: tempo-relative positions (ours; :mod:`.transformer`): with ``rope`` positions, half
         of the rotary channel pairs count beats at a tempo given with the codes (the file's bpm in
         training, the prompt's in generation). No parameters; audiocraft has no such model.
+    tempo_periods: with ``tempo_rope``, what those pairs turn with: ``rope`` (rope's geometric
+        frequencies, plain rope at 120 bpm) or ``beats`` (once every 1/4, 3/8, 1/2, ... beats:
+        :func:`~.transformer.beat_frequencies`).
     """
 
     subcodes_context: int = 5
     span_len: int = 3
     hybrid: bool = False
     tempo_rope: bool = False
+    tempo_periods: str = "rope"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.tempo_periods not in ("rope", "beats"):
+            raise ValueError(f"tempo_periods must be rope or beats, got {self.tempo_periods!r}")
+        if self.tempo_periods != "rope" and not self.tempo_rope:
+            raise ValueError("tempo_periods beats needs tempo_rope")
         if self.tempo_rope and self.positional_embedding != "rope":
             raise ValueError(f"tempo_rope needs positional_embedding rope, got {self.positional_embedding!r}")
         if self.tempo_rope and self.hybrid:
@@ -102,6 +110,17 @@ class MagnetLM(CodesLM):
     def __init__(self, cfg: MagnetLMConfig):
         super().__init__(cfg)
         self._masks: dict[tuple[int, str], torch.Tensor] = {}
+
+    def use_tempo_positions(self, periods: str = "rope") -> None:
+        """Make a ``rope`` LM's positions tempo-relative (``tempo_rope`` with ``tempo_periods``), as
+        fine-tuning into them does: no weights change."""
+        if self.cfg.positional_embedding != "rope":
+            raise ValueError(f"tempo_rope needs a rope LM, this one has {self.cfg.positional_embedding} positions")
+        self.cfg.tempo_rope, self.cfg.tempo_periods = True, periods
+        self.cfg.__post_init__()  # validates periods
+        head_dim = self.cfg.dim // self.cfg.num_heads
+        self.transformer.tempo_rope = True
+        self.transformer.tempo_frequencies = beat_frequencies(head_dim, self.cfg.frame_rate) if periods == "beats" else None
 
     @property
     def mask_id(self) -> int:

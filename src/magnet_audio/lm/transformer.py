@@ -18,10 +18,15 @@ are what the caches store, so a cached key keeps the position it was computed at
 Tempo-relative positions (``Transformer(tempo_rope=True)``, our addition): the odd channel pairs of
 each head turn with ``frame * bpm / 120`` instead of the frame (:func:`rope_rotation`'s
 ``tempo_scale``), so "one beat back" is the same rotation at every tempo; the even pairs keep
-counting frames. At 120 bpm (or no tempo) it is plain rope.
+counting frames. At 120 bpm (or no tempo) it is plain rope. With ``tempo_frequencies``
+(:func:`beat_frequencies`) the odd pairs turn once every 1/4, 3/8, 1/2, 3/4, 1, 1.5, 2, 3, ... beats
+instead of at rope's geometric frequencies, so attention can single out "exactly one beat (or bar)
+back" with one pair.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +48,8 @@ def sin_embedding(num_positions: int, dim: int, offset: int = 0, max_period: flo
 
 
 def rope_rotation(positions: torch.Tensor, head_dim: int, max_period: float = 10000.0,
-                  tempo_scale: torch.Tensor | None = None) -> torch.Tensor:
+                  tempo_scale: torch.Tensor | None = None,
+                  tempo_frequencies: torch.Tensor | None = None) -> torch.Tensor:
     """Rotary-embedding angles (float32) of integer ``positions`` [T] or [B, T]: [..., head_dim / 2].
 
     Pair i (channels 2i and 2i + 1 of a head) turns by ``position * max_period ** (-2i / head_dim)``,
@@ -51,8 +57,14 @@ def rope_rotation(positions: torch.Tensor, head_dim: int, max_period: float = 10
 
     tempo_scale: [B] (bpm / 120 of each row) for tempo-relative positions: the odd pairs (i = 1, 3,
         ...) turn by ``position * tempo_scale`` instead, so they count beats; returns [B, T, head_dim / 2].
+    tempo_frequencies: [head_dim / 4] the odd pairs' speeds (radians a frame at 120 bpm) in place of
+        rope's (:func:`beat_frequencies`); only with ``tempo_scale``.
     """
-    angles = positions.to(torch.float32).unsqueeze(-1) * rope_frequencies(head_dim, max_period, positions.device)
+    frequencies = rope_frequencies(head_dim, max_period, positions.device)
+    if tempo_frequencies is not None:
+        frequencies = frequencies.clone()
+        frequencies[1::2] = tempo_frequencies.to(device=positions.device, dtype=torch.float32)
+    angles = positions.to(torch.float32).unsqueeze(-1) * frequencies
     if tempo_scale is None:
         return angles
     scale = torch.ones(len(tempo_scale), head_dim // 2, dtype=torch.float32, device=angles.device)
@@ -72,6 +84,14 @@ def rope_frequencies(head_dim: int, max_period: float = 10000.0, device: torch.d
 
 #: the tempo at which tempo-relative positions turn as plain rope (one beat = 25 frames at 50 Hz)
 REFERENCE_BPM = 120.0
+
+
+def beat_frequencies(head_dim: int, frame_rate: float) -> torch.Tensor:
+    """Speeds [head_dim / 4] (radians a frame at 120 bpm) of the odd channel pairs that turn once
+    every 1/4, 3/8, 1/2, 3/4, 1, 1.5, 2, 3, 4, 6, ... beats (alternately 2^j / 4 and 1.5 x 2^j / 4)."""
+    periods = torch.tensor([0.25 * 2 ** (j // 2) * (1.5 if j % 2 else 1.0) for j in range(head_dim // 4)])
+    frames_per_beat = frame_rate * 60.0 / REFERENCE_BPM
+    return 2 * math.pi / (periods * frames_per_beat)
 
 
 def tempo_scale(tempo: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
@@ -300,16 +320,22 @@ class Transformer(nn.Module):
         is the same either way).
     tempo_rope: with ``rope``, the odd channel pairs count beats at the ``tempo`` given to
         :meth:`forward` (module docstring; still no parameters).
+    tempo_frequencies: with ``tempo_rope``, the odd pairs' speeds (:func:`beat_frequencies`), or
+        None for rope's.
     """
 
     def __init__(self, dim: int, num_heads: int, num_layers: int, hidden_scale: int = 4,
-                 cross_attention: bool = True, rope: bool = False, tempo_rope: bool = False):
+                 cross_attention: bool = True, rope: bool = False, tempo_rope: bool = False,
+                 tempo_frequencies: torch.Tensor | None = None):
         super().__init__()
         if rope and (dim // num_heads) % 2:
             raise ValueError(f"rotary embeddings need an even head dimension, got {dim} / {num_heads}")
         if tempo_rope and not rope:
             raise ValueError("tempo_rope turns rotary embeddings: it needs rope")
+        if tempo_frequencies is not None and (not tempo_rope or tempo_frequencies.shape != ((dim // num_heads) // 4,)):
+            raise ValueError("tempo_frequencies go with tempo_rope, one per odd channel pair (head_dim / 4)")
         self.rope, self.tempo_rope, self.head_dim = rope, tempo_rope, dim // num_heads
+        self.tempo_frequencies = tempo_frequencies  # a plain attribute: no state-dict key
         self.layers = nn.ModuleList(
             TransformerLayer(dim, num_heads, hidden_scale, cross_attention) for _ in range(num_layers))
 
@@ -327,8 +353,12 @@ class Transformer(nn.Module):
         """
         rope = None
         if self.rope:
-            scale = tempo_scale(tempo, x.shape[0], x.device) if self.tempo_rope and tempo is not None else None
-            rope = rope_rotation(self.positions(x.shape[1], cache, x.device), self.head_dim, tempo_scale=scale)
+            scale = None
+            if self.tempo_rope and (tempo is not None or self.tempo_frequencies is not None):
+                scale = tempo_scale(torch.full((x.shape[0],), REFERENCE_BPM) if tempo is None else tempo,
+                                    x.shape[0], x.device)
+            rope = rope_rotation(self.positions(x.shape[1], cache, x.device), self.head_dim, tempo_scale=scale,
+                                 tempo_frequencies=self.tempo_frequencies if self.tempo_rope else None)
         for i, layer in enumerate(self.layers):
             x = layer(x, memory=memory, cross_kv=None if cross_kv is None else cross_kv[i], attn_mask=attn_mask,
                       cache=None if cache is None else cache.layer(i), rope=rope)

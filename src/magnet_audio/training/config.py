@@ -51,6 +51,8 @@ class ModelConfig:
     tempo_rope: tempo-relative rotary positions (with ``positional_embedding: rope``; see
         :class:`~magnet_audio.lm.magnet.MagnetLMConfig`): each crop's positions count beats at its
         file's ``bpm`` (metadata; 120 where it has none). A rope ``init_from`` LM can be fine-tuned into it.
+    tempo_periods: with ``tempo_rope``: ``rope`` (the tempo pairs keep rope's frequencies) or ``beats``
+        (they turn once every 1/4, 3/8, 1/2, 3/4, 1, 1.5, 2, ... beats).
     """
 
     codec: str | None = None
@@ -68,6 +70,7 @@ class ModelConfig:
     hybrid_ar_weight: float = 1.0
     hybrid_max_prefix: float = 0.5
     tempo_rope: bool = False
+    tempo_periods: str = "rope"
     conditioner: ConditionerConfig = field(default_factory=lambda: ConditionerConfig(model="t5", word_dropout=0.3))
 
 
@@ -207,6 +210,8 @@ class TrainConfig:
             (not self.model.tempo_rope or self.model.init_from or self.model.positional_embedding == "rope",
              "model.tempo_rope needs model.positional_embedding rope"),
             (not (self.model.tempo_rope and self.model.hybrid), "model.tempo_rope and model.hybrid do not go together"),
+            (self.model.tempo_periods in ("rope", "beats"), "model.tempo_periods must be rope or beats"),
+            (self.model.tempo_periods == "rope" or self.model.tempo_rope, "model.tempo_periods beats needs model.tempo_rope"),
             (self.model.hybrid_ar_weight >= 0, "model.hybrid_ar_weight must be >= 0"),
             (0 <= self.model.hybrid_max_prefix < 1, "model.hybrid_max_prefix must be in [0, 1)"),
             (self.data.segment_duration <= 3600, "data.segment_duration must be at most 3600 seconds"),

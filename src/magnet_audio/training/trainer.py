@@ -157,13 +157,14 @@ def build_lm(cfg: TrainConfig, meta: CacheMeta) -> MagnetLM:
             if lm.cfg.positional_embedding != "rope":
                 raise InputError(f"model.tempo_rope needs a rope LM; model.init_from {m.init_from} has "
                                  f"{lm.cfg.positional_embedding} positions")
-            lm.cfg.tempo_rope = lm.transformer.tempo_rope = True
+            lm.use_tempo_positions(m.tempo_periods)
     else:
         lm_cfg = MagnetLMConfig(dim=m.dim, num_heads=m.num_heads, num_layers=m.num_layers, hidden_scale=m.hidden_scale,
                                 n_q=meta.n_q, card=meta.card, segment_duration=cfg.data.segment_duration,
                                 frame_rate=frame_rate, cfg_dropout=m.cfg_dropout, subcodes_context=m.subcodes_context,
                                 span_len=m.span_len, hybrid=m.hybrid, conditioner=copy.deepcopy(m.conditioner),
-                                positional_embedding=m.positional_embedding, tempo_rope=m.tempo_rope)
+                                positional_embedding=m.positional_embedding, tempo_rope=m.tempo_rope,
+                                tempo_periods=m.tempo_periods)
         torch.manual_seed(cfg.seed)
         lm = MagnetLM(lm_cfg)
         init_lm_weights(lm)
