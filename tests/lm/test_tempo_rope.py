@@ -9,6 +9,7 @@ import torch
 
 from magnet_audio import MAGNeT
 from magnet_audio.codec import load_compression_model
+from magnet_audio.conditioning.tempo import tempo_from_tokens
 from magnet_audio.decoding import GenerationParams, generate_codes
 from magnet_audio.decoding import magnet as decoding_magnet
 from magnet_audio.decoding.guidance import CachedGuidance
@@ -201,3 +202,32 @@ def test_cached_guidance_passes_the_tempo_as_exact_guidance_does(model, monkeypa
     assert not torch.equal(generate_codes(lm, memory, partial, 48, tempo=tempo), at_120)
     with pytest.raises(InputError, match="one per sample"):
         generate_codes(lm, memory, params, 48, tempo=torch.tensor([90.0]))
+
+
+def _periodic_tokens(bpm, T=150, noise=0.5, seed=0):
+    """First-codebook tokens [T] of a pattern of 12 slots a beat at ``bpm`` (50 frames a second), a
+    share ``noise`` of them replaced by random ones."""
+    g = torch.Generator().manual_seed(seed)
+    beat = FRAME_RATE * 60 / bpm
+    pattern = torch.randint(0, 256, (12,), generator=g)
+    tokens = pattern[((torch.arange(T) % beat) / beat * 12).long()]
+    return torch.where(torch.rand(T, generator=g) < noise, torch.randint(0, 256, (T,), generator=g), tokens)
+
+
+def test_the_tempo_of_a_continuation_prompt_is_read_from_its_repeating_tokens():
+    tokens = torch.stack([_periodic_tokens(bpm, seed=i) for i, bpm in enumerate((72, 90, 128, 150))])
+    assert torch.allclose(tempo_from_tokens(tokens, FRAME_RATE), torch.tensor([72.0, 90, 128, 150], dtype=torch.float64),
+                          atol=2)
+    noise = torch.randint(0, 256, (1, 150), generator=torch.Generator().manual_seed(9))
+    drone = torch.full((1, 150), 7)
+    assert tempo_from_tokens(noise, FRAME_RATE).isnan().all() and tempo_from_tokens(drone, FRAME_RATE).isnan().all()
+    assert tempo_from_tokens(tokens[:, :90], FRAME_RATE).isnan().all()  # under two beats of 60 bpm
+
+
+def test_the_texts_tempo_wins_and_the_prompt_audios_fills_in_where_it_names_none(model):
+    heard = _periodic_tokens(140)
+    noise = torch.randint(0, 64, (150,), generator=torch.Generator().manual_seed(3))
+    prompt = torch.stack([heard, heard, heard, noise])[:, None].expand(-1, 4, -1)  # [B, K, P]
+    tempo = model.decoding_tempo(["at 96 bpm", "a fast beat", None, None], prompt)
+    assert _nan_to_none([tempo.tolist()]) == [[96.0, 130.0, pytest.approx(140.0, abs=1), None]]
+    assert _nan_to_none([model.decoding_tempo(["a fast beat", None]).tolist()]) == [[130.0, None]]  # no audio: the text
