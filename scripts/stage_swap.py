@@ -87,22 +87,27 @@ def main() -> None:
         T = codes.shape[-1] // model.lm.cfg.span_len * model.lm.cfg.span_len
         codes = codes[..., :T]
         B = codes.shape[0]
-        memory = model.lm.encode_text([item["description"] for item in items] + [None] * B)
+        descriptions = [item["description"] for item in items]
+        memory = model.lm.encode_text(descriptions + [None] * B)
+        tempo = model.decoding_tempo(descriptions)  # a tempo_rope LM's tempo, as generate() gives it (else None)
         first_given = torch.zeros_like(codes, dtype=torch.bool)
         first_given[:, 0] = True
         random_rest = codes.clone()
         random_rest[:, 1:] = torch.randint(0, codec.cardinality, random_rest[:, 1:].shape)
         versions = {
             "roundtrip": (codes, scale),
-            "true0_lm123": (generate_codes(model.lm, memory, params, T, codes=codes.clone(), frozen=first_given), scale),
+            "true0_lm123": (generate_codes(model.lm, memory, params, T, codes=codes.clone(), frozen=first_given,
+                                           tempo=tempo), scale),
             "true0_rand123": (random_rest, scale),
-            "lm_all": (generate_codes(model.lm, memory, params, T, num_samples=B), None),
+            "lm_all": (generate_codes(model.lm, memory, params, T, num_samples=B, tempo=tempo), None),
         }
         given = int(round(args.continuation * codec.frame_rate))
         if args.continuation and not 0 < given < T:
             parser.error(f"--continuation must be between 0 and the clips' {T / codec.frame_rate:.1f} s")
         if given:
-            cont = generate_codes(model.lm, memory, params, T, prompt=codes[..., :given].clone())
+            prompt = codes[..., :given].clone()
+            cont = generate_codes(model.lm, memory, params, T, prompt=prompt,
+                                  tempo=model.decoding_tempo(descriptions, prompt))
             versions["cont_roundtrip"] = (codes, scale, given)
             versions["cont_lm"] = (cont, scale, given)
         for name, (version, version_scale, *start) in versions.items():
