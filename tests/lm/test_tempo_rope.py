@@ -88,6 +88,9 @@ def test_a_rope_lm_turned_into_a_beat_periods_lm_matches_one_built_so():
         tiny_magnet_lm(0, positional_embedding="rope", tempo_periods="beats")
     with pytest.raises(ValueError, match="rope or beats"):
         tiny_magnet_lm(0, positional_embedding="rope", tempo_rope=True, tempo_periods="bars")
+    with pytest.raises(ValueError, match="rope or beats"):
+        beats.use_tempo_positions("bars")
+    assert beats.cfg.tempo_periods == "beats" and beats.transformer.tempo_frequencies is not None  # unchanged
 
 
 def test_tempo_scale_reads_nan_as_120_and_refuses_bad_tempi():
@@ -200,8 +203,10 @@ def test_cached_guidance_passes_the_tempo_as_exact_guidance_does(model, monkeypa
     at_120 = generate_codes(lm, memory, partial, 48, tempo=torch.tensor([120.0, math.nan]))
     assert torch.equal(at_120, generate_codes(lm, memory, partial, 48))
     assert not torch.equal(generate_codes(lm, memory, partial, 48, tempo=tempo), at_120)
-    with pytest.raises(InputError, match="one per sample"):
+    with pytest.raises(InputError, match="one tempo per row"):
         generate_codes(lm, memory, params, 48, tempo=torch.tensor([90.0]))
+    with pytest.raises(InputError, match="positive bpm"):
+        generate_codes(lm, memory, params, 48, tempo=torch.tensor([90.0, -5.0]))
 
 
 def _periodic_tokens(bpm, T=150, noise=0.5, seed=0):

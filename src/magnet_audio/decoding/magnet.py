@@ -37,6 +37,7 @@ import torch
 
 from ..errors import InputError
 from ..lm.magnet import MagnetLM
+from ..lm.transformer import tempo_scale
 from .beats import NOT_TIED, pooled_beat_logprobs
 from .guidance import Guidance, make_guidance
 from .params import FastOptions, GenerationParams, default_decoding_steps
@@ -103,8 +104,10 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
         raise InputError(f"tied has shape {tuple(tied.shape)}, expected {(B, max_len)}")
     if tempo is not None and getattr(lm.cfg, "tempo_rope", False):
         tempo = torch.as_tensor(tempo, dtype=torch.float32, device=device).reshape(-1)
-        if tempo.numel() != B:
-            raise InputError(f"tempo has {tempo.numel()} values, expected {B} (one per sample)")
+        try:  # one positive bpm (or NaN) per sample, checked before any pass
+            tempo_scale(tempo, B, device)
+        except ValueError as exc:
+            raise InputError(f"tempo: {exc}") from None
     else:
         tempo = None
     guidance = make_guidance(lm, memory, B, params.fast, tempo)

@@ -93,12 +93,10 @@ class CodesLM(nn.Module):
             return
         self.condition_provider = ConditionProvider(build_conditioner(cfg.conditioner, cfg.dim))
         self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.n_q))
-        tempo_rope = getattr(cfg, "tempo_rope", False)  # MAGNeT LMs' fields
-        beats = tempo_rope and getattr(cfg, "tempo_periods", "rope") == "beats"
         self.transformer = Transformer(cfg.dim, cfg.num_heads, cfg.num_layers, cfg.hidden_scale, cross_attention=True,
-                                       rope=cfg.positional_embedding != "sin", tempo_rope=tempo_rope,
-                                       tempo_frequencies=beat_frequencies(cfg.dim // cfg.num_heads, cfg.frame_rate)
-                                       if beats else None)
+                                       rope=cfg.positional_embedding != "sin",
+                                       tempo_rope=getattr(cfg, "tempo_rope", False),  # a MAGNeT LM's field
+                                       tempo_frequencies=tempo_frequencies(cfg))
         self.out_norm = nn.LayerNorm(cfg.dim, eps=1e-5)
         self.linears = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.n_q))
 
@@ -124,6 +122,14 @@ class CodesLM(nn.Module):
         if codes.shape[1] != self.cfg.n_q:
             raise ValueError(f"expected {self.cfg.n_q} codebooks, got {codes.shape[1]}")
         return sum(self.emb[k](codes[:, k]) for k in range(self.cfg.n_q))
+
+
+def tempo_frequencies(cfg) -> torch.Tensor | None:
+    """The tempo channel pairs' speeds of an LM with ``tempo_rope`` and ``tempo_periods: beats``
+    (:func:`~.transformer.beat_frequencies`), else None (rope's own)."""
+    if getattr(cfg, "tempo_rope", False) and getattr(cfg, "tempo_periods", "rope") == "beats":
+        return beat_frequencies(cfg.dim // cfg.num_heads, cfg.frame_rate)
+    return None
 
 
 def rope_buffer_keys(num_layers: int) -> list[str]:

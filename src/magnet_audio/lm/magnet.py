@@ -10,6 +10,7 @@ jointly trained Hybrid-MAGNeT (``hybrid`` in the config marks a model trained fo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 
 import torch
@@ -23,11 +24,12 @@ from .base import (
     check_fuser,
     check_transformer_lm,
     reading_xp_cfg,
+    tempo_frequencies,
     transformer_lm_section,
     xp_segment_duration,
 )
 from .musicgen import MusicGenLM, MusicGenLMConfig
-from .transformer import RowKVCache, band_mask, beat_frequencies, sin_embedding
+from .transformer import RowKVCache, band_mask, sin_embedding
 
 
 @dataclass
@@ -116,11 +118,9 @@ class MagnetLM(CodesLM):
         fine-tuning into them does: no weights change."""
         if self.cfg.positional_embedding != "rope":
             raise ValueError(f"tempo_rope needs a rope LM, this one has {self.cfg.positional_embedding} positions")
-        self.cfg.tempo_rope, self.cfg.tempo_periods = True, periods
-        self.cfg.__post_init__()  # validates periods
-        head_dim = self.cfg.dim // self.cfg.num_heads
+        self.cfg = dataclasses.replace(self.cfg, tempo_rope=True, tempo_periods=periods)  # validated before any change
         self.transformer.tempo_rope = True
-        self.transformer.tempo_frequencies = beat_frequencies(head_dim, self.cfg.frame_rate) if periods == "beats" else None
+        self.transformer.tempo_frequencies = tempo_frequencies(self.cfg)
 
     @property
     def mask_id(self) -> int:
