@@ -217,7 +217,7 @@ def _run_windows(model: Model, descriptions: list[str | None], ext: torch.Tensor
             if params.fast.half:
                 memory = memory.to(half_dtype(model.device))
             rescorer = ARRescorer(model.rescorer, descriptions) if model.rescorer is not None else None
-            tempo = model.decoding_tempo(descriptions)
+            tempo = model.decoding_tempo(descriptions, edit=True)
             for j in range(passes):
                 plan = [w[j] if j < len(w) else Window(0, length, ()) for w in windows]
                 codes = torch.stack([ext[b, :, w.start:w.start + length] for b, w in enumerate(plan)])

@@ -29,7 +29,8 @@ from .genmodel import BaseGenModel, StepCounter, check_descriptions, codec_sourc
 from .checkpoints import read_our_config
 from . import validation
 from .errors import CheckpointError, InputError
-from .lm.magnet import MagnetLM
+from .lm.magnet import MagnetLM, tempo_from_frame
+from .lm.transformer import REFERENCE_BPM
 from .lm.musicgen import MusicGenLM
 from .lm.loading import load_lm_model
 from .lm.variants import half_dtype, inference_variant
@@ -94,18 +95,27 @@ class MAGNeT(BaseGenModel):
         the time of the first :meth:`set_generation_params` call that asks for it)."""
         return self._decoding_lm
 
-    def decoding_tempo(self, descriptions: list[str | None], prompt: torch.Tensor | None = None) -> torch.Tensor | None:
+    def decoding_tempo(self, descriptions: list[str | None], prompt: torch.Tensor | None = None,
+                       edit: bool = False) -> torch.Tensor | None:
         """The tempo [B] (bpm, NaN where none is known: 120) a ``tempo_rope`` LM decodes these
         prompts at; None for other LMs: the one the text asks for ("96 bpm", "fast"); where it names
         none and audio is continued (``prompt`` codes [B, K, P]), the tempo the prompt's
         first-codebook tokens repeat at (:func:`~magnet_audio.conditioning.tempo.tempo_from_tokens`;
-        on 3 s of the held-out renders within 8 % for 44 % of clips, the text's words for 62 %)."""
+        on 3 s of the held-out renders within 8 % for 44 % of clips, the text's words for 62 %).
+
+        A ``beat_phase`` LM gets [B, 2]: (bpm, the beat at frame 0): 0 when generating from nothing
+        (the clip starts on a downbeat; 120 bpm where the text names no tempo), NaN (unknown) when
+        audio is continued (``prompt``) or edited (``edit``)."""
         if not getattr(self.lm.cfg, "tempo_rope", False):
             return None
         tempo = prompt_tempi(descriptions)
         if prompt is not None and bool(tempo.isnan().any()):
             tempo = torch.where(tempo.isnan(), tempo_from_tokens(prompt[:, 0].cpu(), self.frame_rate), tempo)
-        return tempo
+        if not getattr(self.lm.cfg, "beat_phase", False):
+            return tempo
+        if prompt is not None or edit:
+            return torch.stack([tempo, torch.full_like(tempo, float("nan"))], dim=1)
+        return torch.stack([torch.nan_to_num(tempo, nan=REFERENCE_BPM), torch.zeros_like(tempo)], dim=1)
 
     def update_generation_params(self, **overrides) -> None:
         """Set the decoding options to the model's recommendation (its config.json's ``generation``:
@@ -300,7 +310,8 @@ class MAGNeT(BaseGenModel):
                 for gen_len in later:  # long-form: the last `context` frames prompt the next window
                     new = generate_codes(lm, magnet_memory, params, gen_len, prompt=codes[..., -context:],
                                          num_samples=B, callback=callback, rescorer=rescorer,
-                                         tied=tied(gen_len, codes.shape[-1] - context), tempo=tempo)
+                                         tied=tied(gen_len, codes.shape[-1] - context),
+                                         tempo=tempo_from_frame(tempo, codes.shape[-1] - context, self.frame_rate))
                     codes = torch.cat([codes, new[..., context:]], dim=-1)
                 if self.duration < self.max_duration or later:
                     codes = codes[..., :total_len]

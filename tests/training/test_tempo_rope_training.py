@@ -60,7 +60,8 @@ def test_each_crop_carries_its_files_bpm(cache):
     order = [by_path[str(i)] for i in range(len(BPMS))]
     _, texts, tempi = crops.batch(order, list(range(len(order))))
     expected = [90.0, 140.0, math.nan, math.nan, math.nan, 120.0]  # a word or a negative number is no bpm
-    assert torch.allclose(tempi, torch.tensor(expected), equal_nan=True)
+    assert tempi.shape == (len(BPMS), 2)
+    assert torch.allclose(tempi[:, 0], torch.tensor(expected), equal_nan=True)
     assert texts == [f"clicks {i}." for i in range(len(BPMS))]  # the same order
 
 
@@ -100,3 +101,40 @@ def test_a_tempo_rope_run_trains_exports_our_format_and_generates(tmp_path, cach
     model.set_generation_params(decoding_steps=[2, 1, 1, 1])
     wav = model.generate(["clicks at 100 bpm"])
     assert wav.shape[0] == 1 and torch.isfinite(wav).all()
+
+
+def test_each_crop_carries_the_beat_at_its_first_frame(cache):
+    """Files start on a beat: a crop starting ``start`` frames in starts start x bpm / 3000 beats in."""
+    store = TokenCache(cache)
+    crops = TokenCrops(store, store.entries, 50, DescriptionConfig(0, 0, 0))
+    by_path = {Path(e["path"]).stem: i for i, e in enumerate(crops.entries)}
+    index = by_path["1"]  # 140 bpm, 60 frames: crops start at frames 0-10
+    seeds = list(range(40))
+    _, _, tempi = crops.batch([index] * len(seeds), seeds)
+    starts = [crops._crop(index, s)[2] for s in seeds]
+    assert len(set(starts)) > 3  # the offsets vary
+    assert torch.allclose(tempi[:, 1], torch.tensor(starts, dtype=torch.float32) * 140 / 3000)
+    _, _, unknown = crops.batch([by_path["2"]], [0])  # no bpm: no beat either
+    assert unknown[0].isnan().all()
+
+
+def test_a_tempo_rope_lm_fine_tunes_into_beat_phase_trains_and_loads(tmp_path, cache, fixture_dir):
+    trope = tiny_magnet_lm(0, positional_embedding="rope", tempo_rope=True, tempo_periods="beats", card=64)
+    source = write_export(trope, tmp_path / "trope", fixture_dir / "compression_state_dict.bin")
+    meta = SimpleNamespace(n_q=4, card=64, frame_rate=50.0)
+    cfg = _cfg(tmp_path / "ft", cache, init_from=str(source), tempo_periods="beats", beat_phase=True)
+    lm = build_lm(cfg, meta)
+    assert lm.cfg.beat_phase and not lm.beat_phase.weight.any()  # a new zero map
+    with pytest.raises(InputError, match="beat_phase needs model.tempo_rope"):
+        _cfg(tmp_path / "no", cache, positional_embedding="rope", tempo_rope=False, beat_phase=True)
+    run = tmp_path / "run"
+    train(_cfg(run, cache, tempo_periods="beats", beat_phase=True))
+    ckpt = load_checkpoint(list_checkpoints(run)[-1][1])
+    assert ckpt["meta"]["lm_config"]["beat_phase"] is True
+    out = tmp_path / "export"
+    with pytest.warns(UserWarning, match="not an audiocraft model"):
+        export(str(run), str(out))
+    model = MAGNeT.get_pretrained(str(out), device="cpu")
+    assert model.lm.cfg.beat_phase and model.lm.beat_phase.weight.any()  # trained away from zero
+    model.set_generation_params(decoding_steps=[2, 1, 1, 1])
+    assert torch.isfinite(model.generate(["clicks at 100 bpm"])).all()

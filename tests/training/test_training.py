@@ -264,7 +264,7 @@ def test_tokenize_matches_the_codec_and_resumes(dataset, fixture_dir, tmp_path):
     crops = TokenCrops(cache, cache.entries, segment_frames=50, descriptions=DescriptionConfig(0, 0, 0))
     codes, texts, tempi = crops.batch([0, 1], [5, 6])
     assert codes.shape == (2, 4, 50) and codes.dtype == torch.long and texts[0].endswith("chord on C.")
-    assert tempi.tolist() == [120.0, 120.0]  # each file's metadata bpm
+    assert tempi[:, 0].tolist() == [120.0, 120.0]  # each file's metadata bpm
     with pytest.raises(InputError, match="at least 100 frames"):
         TokenCrops(cache, cache.entries, segment_frames=100)
 

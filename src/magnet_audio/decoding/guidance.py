@@ -62,7 +62,8 @@ def make_guidance(lm: MagnetLM, memory: torch.Tensor | None, batch: int, fast: F
     """:class:`ExactGuidance`, or :class:`CachedGuidance` when ``fast`` asks for an approximation.
 
     memory: cross-attention memory [2B, L, D], the B conditional rows then the B null rows, or None.
-    tempo: bpm [B] of each row for a ``tempo_rope`` LM (the null rows get the same), or None.
+    tempo: bpm [B] of each row for a ``tempo_rope`` LM, or [B, 2] (bpm, the beat at frame 0) for a
+        ``beat_phase`` one (the null rows get the same), or None.
     """
     if fast.exact_guidance:
         return ExactGuidance(lm, memory, batch, tempo)
@@ -70,8 +71,8 @@ def make_guidance(lm: MagnetLM, memory: torch.Tensor | None, batch: int, fast: F
 
 
 def _rows_tempo(tempo: torch.Tensor | None, rows: int) -> torch.Tensor | None:
-    """The tempo [B] repeated for a pass over ``rows`` rows (B, or 2B: conditional then null)."""
-    return None if tempo is None else tempo.repeat(rows // len(tempo))
+    """The tempo [B] (or [B, 2]) repeated for a pass over ``rows`` rows (B, or 2B: conditional then null)."""
+    return None if tempo is None else tempo.repeat(rows // len(tempo), *([1] * (tempo.dim() - 1)))
 
 
 class ExactGuidance:

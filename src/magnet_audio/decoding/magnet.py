@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 
 from ..errors import InputError
-from ..lm.magnet import MagnetLM
+from ..lm.magnet import MagnetLM, split_tempo
 from ..lm.transformer import tempo_scale
 from .beats import NOT_TIED, pooled_beat_logprobs
 from .guidance import Guidance, make_guidance
@@ -87,7 +87,8 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
         :func:`~.beats.beat_spans`; in each codebook, the frames at the same offset share one token,
         sampled before the codebook's steps and kept. Frozen frames stay as they are.
     tempo: bpm [B] (NaN: none, read as 120) for a ``tempo_rope`` LM's positions, the null rows too;
-        ignored by other LMs.
+        or [B, 2]: (bpm, the beat at frame 0, NaN where unknown) for a ``beat_phase`` LM (others
+        use the bpm). Ignored by LMs without ``tempo_rope``.
     """
     params.validate(lm.num_codebooks)
     device = next(lm.parameters()).device
@@ -103,11 +104,16 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
     if tied is not None and tied.shape != (B, max_len):
         raise InputError(f"tied has shape {tuple(tied.shape)}, expected {(B, max_len)}")
     if tempo is not None and getattr(lm.cfg, "tempo_rope", False):
-        tempo = torch.as_tensor(tempo, dtype=torch.float32, device=device).reshape(-1)
-        try:  # one positive bpm (or NaN) per sample, checked before any pass
-            tempo_scale(tempo, B, device)
+        tempo = torch.as_tensor(tempo, dtype=torch.float32, device=device)
+        try:  # one positive bpm (or NaN) per sample (and a beat at frame 0, or NaN), checked before any pass
+            bpm, beat0 = split_tempo(tempo if tempo.dim() == 2 else tempo.reshape(-1))
+            tempo_scale(bpm, B, device)
+            if beat0 is not None and not bool((beat0.isnan() | beat0.isfinite()).all()):
+                raise ValueError(f"the beat at frame 0 must be finite or NaN, got {beat0.tolist()}")
         except ValueError as exc:
             raise InputError(f"tempo: {exc}") from None
+        if beat0 is not None and not getattr(lm.cfg, "beat_phase", False):
+            tempo = bpm
     else:
         tempo = None
     guidance = make_guidance(lm, memory, B, params.fast, tempo)

@@ -172,6 +172,20 @@ def cfg_dropout(texts: list[str | None], p: float, rng: random.Random | None = N
     return [None] * len(texts) if draw < p else list(texts)
 
 
+#: the share of training rows a ``beat_phase`` LM sees without the beat at frame 0 (as when audio
+#: of unknown phase is continued or edited)
+PHASE_DROPOUT = 0.2
+
+
+def phase_dropout(tempi: torch.Tensor, p: float, rng: random.Random | None = None) -> torch.Tensor:
+    """tempi [B, 2] (bpm, beat at frame 0) with the beat of each row made NaN (unknown) with
+    probability ``p`` (one draw per row); the bpm is kept."""
+    draws = torch.tensor([(rng or random).random() for _ in range(tempi.shape[0])])
+    tempi = tempi.clone()
+    tempi[draws.to(tempi.device) < p, 1] = float("nan")
+    return tempi
+
+
 class MagnetObjective(nn.Module):
     """The trained LM and its loss; ``forward(codes, texts)`` -> (loss, metrics).
 
@@ -204,8 +218,9 @@ class MagnetObjective(nn.Module):
                 stage: int | None = None, generator: torch.Generator | None = None,
                 rng: random.Random | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """codes [B, K, T] (ground truth), B texts and their files' bpm [B] (NaN: unknown; used by a
-        ``tempo_rope`` LM only, and kept for the CFG-dropped rows: the tempo is not text) -> (mean CE
-        on the masked stage tokens, metrics).
+        ``tempo_rope`` LM only, and kept for the CFG-dropped rows: the tempo is not text), or [B, 2]
+        with the beat at each crop's first frame (read by a ``beat_phase`` LM; in training
+        :data:`PHASE_DROPOUT` of the rows lose it) -> (mean CE on the masked stage tokens, metrics).
 
         In training mode ``stage`` defaults to a draw from ``rng`` (Python's ``random`` if None),
         uniform or by ``stage_weights``. In eval mode with no ``stage``, every stage is measured (each with its own masks) and
@@ -220,6 +235,8 @@ class MagnetObjective(nn.Module):
             texts = cfg_dropout(texts, self.cfg_dropout, rng)
         if stage is None and self.training:
             stage = draw_stage(K, self.stage_weights, rng)
+        if self.training and self.lm.cfg.beat_phase and tempi is not None and tempi.dim() == 2:
+            tempi = phase_dropout(tempi, PHASE_DROPOUT, rng)
         stages = range(K) if stage is None else [stage]
         memory = self.lm.encode_text(texts)
         total, count, masked, metrics = 0.0, 0, 0, {}

@@ -281,11 +281,15 @@ class TokenCrops:
 
     def crop(self, index: int, seed: int) -> tuple[torch.Tensor, str | None]:
         """(codes [K, segment_frames] int64, description) of entry ``index`` at an offset drawn from ``seed``."""
+        codes, description, _ = self._crop(index, seed)
+        return codes, description
+
+    def _crop(self, index: int, seed: int) -> tuple[torch.Tensor, str | None, int]:
         rng = random.Random(seed)
         entry = self.entries[index]
         start = rng.randint(0, entry["frames"] - self.segment_frames)
         codes = np.asarray(self.cache.codes(entry)[:, start:start + self.segment_frames], dtype=np.int64)
-        return torch.from_numpy(codes), self.descriptions.describe(entry.get("info", {}), rng)
+        return torch.from_numpy(codes), self.descriptions.describe(entry.get("info", {}), rng), start
 
     def tempo(self, index: int) -> float:
         """The bpm of entry ``index`` from its metadata (``info.bpm``), NaN where it has none."""
@@ -293,7 +297,12 @@ class TokenCrops:
         return bpm if bpm is not None and math.isfinite(bpm) and bpm > 0 else math.nan
 
     def batch(self, indices: list[int], seeds: list[int]) -> tuple[torch.Tensor, list[str | None], torch.Tensor]:
-        """(codes [B, K, segment_frames], descriptions, tempi [B]: each file's bpm, NaN where unknown)."""
-        pairs = [self.crop(i, s) for i, s in zip(indices, seeds)]
-        tempi = torch.tensor([self.tempo(i) for i in indices], dtype=torch.float32)
-        return torch.stack([c for c, _ in pairs]), [d for _, d in pairs], tempi
+        """(codes [B, K, segment_frames], descriptions, tempi [B, 2]): each file's bpm (NaN where
+        unknown) and the beat at the crop's first frame (its files start on a beat, as the
+        synthetic renders do: offset x bpm / 60 / frame rate; NaN where the bpm is unknown)."""
+        crops = [self._crop(i, s) for i, s in zip(indices, seeds)]
+        bpm = torch.tensor([self.tempo(i) for i in indices], dtype=torch.float64)
+        starts = torch.tensor([start for _, _, start in crops], dtype=torch.float64)
+        beat0 = starts * bpm / (60.0 * self.cache.meta.frame_rate)
+        tempi = torch.stack([bpm, beat0], dim=1).float()
+        return torch.stack([c for c, _, _ in crops]), [d for _, d, _ in crops], tempi

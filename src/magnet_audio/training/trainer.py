@@ -80,7 +80,7 @@ def codec_source_for(cfg: TrainConfig, cache_codec: str | None = None) -> str | 
 
 
 class _CropBatches:
-    """position -> (codes [B, K, T], descriptions, tempi [B]) for one rank (picklable for DataLoader workers)."""
+    """position -> (codes [B, K, T], descriptions, tempi [B, 2]: bpm, beat at frame 0) for one rank (picklable for DataLoader workers)."""
 
     def __init__(self, crops: TokenCrops, sampler: EpochSampler, seed: int):
         self.crops, self.sampler, self.seed = crops, sampler, seed
@@ -158,13 +158,15 @@ def build_lm(cfg: TrainConfig, meta: CacheMeta) -> MagnetLM:
                 raise InputError(f"model.tempo_rope needs a rope LM; model.init_from {m.init_from} has "
                                  f"{lm.cfg.positional_embedding} positions")
             lm.use_tempo_positions(m.tempo_periods)
+        if m.beat_phase:  # a new zero map of the beat phase (the LM starts as it was)
+            lm.use_beat_phase()
     else:
         lm_cfg = MagnetLMConfig(dim=m.dim, num_heads=m.num_heads, num_layers=m.num_layers, hidden_scale=m.hidden_scale,
                                 n_q=meta.n_q, card=meta.card, segment_duration=cfg.data.segment_duration,
                                 frame_rate=frame_rate, cfg_dropout=m.cfg_dropout, subcodes_context=m.subcodes_context,
                                 span_len=m.span_len, hybrid=m.hybrid, conditioner=copy.deepcopy(m.conditioner),
                                 positional_embedding=m.positional_embedding, tempo_rope=m.tempo_rope,
-                                tempo_periods=m.tempo_periods)
+                                tempo_periods=m.tempo_periods, beat_phase=m.beat_phase)
         torch.manual_seed(cfg.seed)
         lm = MagnetLM(lm_cfg)
         init_lm_weights(lm)
