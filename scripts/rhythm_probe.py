@@ -78,11 +78,13 @@ def beat_copy_logprobs(tokens: torch.Tensor, frames_per_beat: float, card: int, 
 def probe_tempo(model: MAGNeT, items: list[dict], source: str) -> torch.Tensor | None:
     """The bpm [B] a ``tempo_rope`` LM is given for these clips: each clip's ``bpm`` (``source``
     "metadata", as training) or the tempo its prompt asks for ("prompt", as generation: NaN, read
-    as 120, where it names none); None for an LM without tempo_rope."""
+    as 120, where it names none); None for an LM without tempo_rope. A ``beat_phase`` LM gets
+    [B, 2], the beat at frame 0 being 0 either way: the renders start on a beat."""
     if not getattr(model.lm.cfg, "tempo_rope", False):
         return None
     if source == "metadata":
-        return torch.tensor([float(item["bpm"]) for item in items])
+        bpm = torch.tensor([float(item["bpm"]) for item in items])
+        return torch.stack([bpm, torch.zeros_like(bpm)], dim=1) if model.lm.cfg.beat_phase else bpm
     return model.decoding_tempo([item["description"] for item in items])
 
 

@@ -58,5 +58,9 @@ def test_a_tempo_rope_lm_is_probed_at_the_prompts_tempo_or_the_clips_bpm(fixture
     assert probe_tempo(trope, items, "metadata").tolist() == [124.0, 97.0]
     prompt = probe_tempo(trope, items, "prompt")
     assert prompt[0] == 130.0 and prompt[1].isnan()  # "fast"; no tempo named: 120 in the LM
+    phase = MAGNeT("b", codec, tiny_magnet_lm(0, card=64, positional_embedding="rope", tempo_rope=True,
+                                              beat_phase=True))
+    assert probe_tempo(phase, items, "metadata").tolist() == [[124.0, 0.0], [97.0, 0.0]]  # renders start on a beat
+    assert probe_tempo(phase, items, "prompt").tolist() == [[130.0, 0.0], [120.0, 0.0]]
     plain = MAGNeT("p", codec, tiny_magnet_lm(0, card=64, positional_embedding="rope"))
     assert probe_tempo(plain, items, "metadata") is None and probe_tempo(plain, items, "prompt") is None
