@@ -36,7 +36,7 @@ def cfg_pair(text: str) -> tuple[float, float]:
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """The decoding flags shared by ``magnet generate`` and ``magnet eval``: --steps, --cfg, --temperature,
-    --top-p, --top-k, --choice-temperature, --beat-lock. Each defaults to the model's recommendation (read back by
+    --top-p, --top-k, --choice-temperature, --beat-lock, --beat-guidance. Each defaults to the model's recommendation (read back by
     :func:`sampling_overrides`)."""
     parser.add_argument("--steps", type=int_list, default=None, help="decoding steps per codebook, e.g. 20,10,10,10")
     parser.add_argument("--cfg", type=cfg_pair, default=None,
@@ -52,6 +52,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beat-lock", type=float, default=None, metavar="SECONDS",
                         help="the first SECONDS of every beat of the tempo the prompt names ('120 bpm', 'slow') "
                              "share their tokens, 0 disables (default: the model's recommendation, else 0)")
+    parser.add_argument("--beat-guidance", choices=["on", "off"], default=None,
+                        help="for LMs told where the beat falls (beat_phase): guidance without the beat in its "
+                             "null rows (default: the model's recommendation, else on)")
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict:
@@ -60,7 +63,8 @@ def sampling_overrides(args: argparse.Namespace) -> dict:
     given = {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
              "max_cfg_coef": args.cfg[0] if args.cfg else None, "min_cfg_coef": args.cfg[1] if args.cfg else None,
              "decoding_steps": args.steps, "beat_lock": args.beat_lock,
-             "choice_temperature": args.choice_temperature}
+             "choice_temperature": args.choice_temperature,
+             "beat_guidance": None if args.beat_guidance is None else args.beat_guidance == "on"}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -131,7 +131,8 @@ class MAGNeT(BaseGenModel):
                               span_arrangement: str = "nonoverlap", anneal_temp: bool = True,
                               span_scoring: str = "max", choice_temperature: float = 0.0,
                               rescorer=None, rescore_weight: float = 0.5,
-                              beat_lock: float = 0.0, duration: float | None = None, extend_stride: float | None = None,
+                              beat_lock: float = 0.0, beat_guidance: bool = True,
+                              duration: float | None = None, extend_stride: float | None = None,
                               fast: bool = False, kv_cache_refresh: int | None = None,
                               cfg_skip_threshold: float | None = None, cfg_null_refresh: int | None = None,
                               int8: bool | None = None, half: bool | None = None,
@@ -153,6 +154,10 @@ class MAGNeT(BaseGenModel):
             by the LM (:mod:`~magnet_audio.decoding.beats`), so that the clip keeps that tempo; the
             beats start at the beginning of the piece (of the prompt audio in continuations). 0: off;
             prompts that name no tempo decode as usual.
+        beat_guidance: for an LM that is told where the beat falls (``beat_phase``), the null rows
+            of classifier-free guidance decode without the beat, so guidance strengthens the LM's
+            own sense of what comes on the beat as it does the text's (tokens are still sampled
+            from the LM). Generation from nothing only; no effect on other LMs.
         duration: seconds to generate (default: the model's window, ``max_duration``). Longer
             durations slide the window by ``extend_stride`` seconds (default half the window): each
             new window is prompted with the last ``max_duration - extend_stride`` seconds generated.
@@ -175,7 +180,8 @@ class MAGNeT(BaseGenModel):
             use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
             max_cfg_coef=max_cfg_coef, min_cfg_coef=min_cfg_coef, decoding_steps=list(decoding_steps),
             span_arrangement=span_arrangement, anneal_temp=anneal_temp, span_scoring=span_scoring,
-            choice_temperature=choice_temperature, rescore_weight=rescore_weight, beat_lock=beat_lock, fast=fast_options,
+            choice_temperature=choice_temperature, rescore_weight=rescore_weight, beat_lock=beat_lock,
+            beat_guidance=beat_guidance, fast=fast_options,
         ).validate(self.lm.num_codebooks, card=self.lm.cfg.card)
         if params.fast.int8 and self.device.type != "cpu":
             raise InputError(f"int8 decoding runs on CPU only (the model is on {self.device.type})")

@@ -28,13 +28,13 @@ class FullRecompute:
     """The decoding step computed the plain way: a full forward of every head at every step, the
     text memory projected again in every layer (no caching of any kind)."""
 
-    def __init__(self, lm, memory, batch, fast, tempo=None):
-        self.lm, self.memory, self.batch, self.tempo = lm, memory, batch, tempo
+    def __init__(self, lm, memory, batch, fast, tempo=None, null_tempo=None):
+        self.lm, self.memory, self.batch, self.tempo, self.null_tempo = lm, memory, batch, tempo, null_tempo
 
     def __call__(self, codes, stage, step, coef):
         if self.memory is None:
             return GuidedLogits(self.lm(codes, None, stage, tempo=self.tempo)[:, stage])
-        tempo = None if self.tempo is None else torch.cat([self.tempo, self.tempo])  # the null rows: the same
+        tempo = None if self.tempo is None else torch.cat([self.tempo, self.null_tempo])
         cond, uncond = self.lm(torch.cat([codes, codes]), self.memory, stage, tempo=tempo)[:, stage].split(self.batch)
         return GuidedLogits(uncond + (cond - uncond) * coef)
 

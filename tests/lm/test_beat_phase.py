@@ -128,7 +128,7 @@ class _TempoSpy:
         lm.hidden = self
 
     def __call__(self, *args, tempo=None, **kwargs):
-        self.tempi.append(None if tempo is None else [tuple(row) for row in tempo.tolist()])
+        self.tempi.append(None if tempo is None else [tuple(row) if tempo.dim() == 2 else row for row in tempo.tolist()])
         return self.inner(*args, tempo=tempo, **kwargs)
 
 
@@ -147,8 +147,10 @@ def test_generation_starts_on_the_beat_and_continuations_and_edits_do_not_claim_
     spy = _TempoSpy(model.lm)
     try:
         model.generate(["drums at 96 bpm", "ambient pads"])
-        # every pass: the conditional rows then the null rows, from beat 0; 120 bpm where the text names none
-        assert {tuple(t) for t in spy.tempi} == {((96.0, 0.0), (120.0, 0.0), (96.0, 0.0), (120.0, 0.0))}
+        # every pass: the conditional rows from beat 0 (120 bpm where the text names none), then the null
+        # rows at the same tempi without the beat (beat guidance, the default)
+        assert {_none_nan(t[2:]) == {(96.0, None), (120.0, None)} and t[:2] == [(96.0, 0.0), (120.0, 0.0)]
+                for t in spy.tempi} == {True}
         spy.tempi.clear()
         model.generate_continuation(torch.zeros(1, 1, 16000), 32000, ["a fast beat"])
         assert set().union(*map(_none_nan, spy.tempi)) == {(130.0, None)}
@@ -162,7 +164,8 @@ def test_generation_starts_on_the_beat_and_continuations_and_edits_do_not_claim_
         # windows of 48 frames (whole 3-frame spans) overlapping by 21 start at frames 0, 27 and 54: a beat
         # every 25 frames, so at beats 0, 1.08 and 2.16
         starts = sorted({t[0][1] for t in spy.tempi})
-        assert starts == pytest.approx([0.0, 27 / 25, 54 / 25]) and {t[0] == t[1] for t in spy.tempi} == {True}
+        assert starts == pytest.approx([0.0, 27 / 25, 54 / 25])
+        assert {t[1][0] == 120.0 and math.isnan(t[1][1]) for t in spy.tempi} == {True}  # the null row
     finally:
         model.lm.hidden = spy.inner
         model.set_generation_params(decoding_steps=[2, 1, 1, 1])
@@ -183,3 +186,35 @@ def test_cached_guidance_passes_the_phase_as_exact_guidance_does_and_bad_phases_
         generate_codes(lm, memory, params, 48, tempo=torch.tensor([[90.0, 0.0]]))
     with pytest.raises(InputError, match=r"\[B, 2\]"):
         generate_codes(lm, memory, params, 48, tempo=torch.zeros(2, 3))
+
+
+def test_beat_guidance_decodes_the_null_rows_without_the_beat_and_can_be_turned_off(model, monkeypatch):
+    lm, memory = model.lm, model.lm.encode_text(["x", "y", None, None])
+    tempo = torch.tensor([[90.0, 0.0], [150.0, 0.5]])
+    spy = _TempoSpy(lm)
+    try:
+        exact = generate_codes(lm, memory, GenerationParams(decoding_steps=[2, 1, 1, 1], use_sampling=False), 48,
+                               tempo=tempo)
+        # the conditional rows with their beat, the null rows with the tempo alone
+        assert set().union(*map(_none_nan, spy.tempi)) == {(90.0, 0.0), (150.0, 0.5), (90.0, None), (150.0, None)}
+        assert all(len(t) == 4 and t[0][1] == 0.0 and math.isnan(t[2][1]) for t in spy.tempi)
+        spy.tempi.clear()
+        off = GenerationParams(decoding_steps=[2, 1, 1, 1], use_sampling=False, beat_guidance=False)
+        same = generate_codes(lm, memory, off, 48, tempo=tempo)
+        assert {tuple(t) for t in spy.tempi} == {((90.0, 0.0), (150.0, 0.5), (90.0, 0.0), (150.0, 0.5))}
+        spy.tempi.clear()
+        generate_codes(lm, memory, off, 48, tempo=tempo[:, :1].squeeze(1))  # bpm only: nothing to take away
+        assert {tuple(t) for t in spy.tempi} == {(90.0, 150.0, 90.0, 150.0)}
+    finally:
+        lm.hidden = spy.inner
+    assert not torch.equal(exact, same)  # guidance on the beat changes what is decoded
+    with monkeypatch.context() as patch:  # fast mode's machinery passes the same tempi
+        patch.setattr(decoding_magnet, "make_guidance", CachedGuidance)
+        assert torch.equal(generate_codes(lm, memory, GenerationParams(decoding_steps=[2, 1, 1, 1],
+                                                                       use_sampling=False), 48, tempo=tempo), exact)
+    with pytest.raises(InputError, match="beat_guidance"):
+        GenerationParams(beat_guidance="yes").validate(4)
+    model.set_generation_params(decoding_steps=[2, 1, 1, 1], beat_guidance=False)
+    assert model.generation_params.beat_guidance is False
+    model.set_generation_params(decoding_steps=[2, 1, 1, 1])
+    assert model.generation_params.beat_guidance is True  # the default

@@ -58,21 +58,23 @@ class Guidance(Protocol):
 
 
 def make_guidance(lm: MagnetLM, memory: torch.Tensor | None, batch: int, fast: FastOptions,
-                  tempo: torch.Tensor | None = None) -> Guidance:
+                  tempo: torch.Tensor | None = None, null_tempo: torch.Tensor | None = None) -> Guidance:
     """:class:`ExactGuidance`, or :class:`CachedGuidance` when ``fast`` asks for an approximation.
 
     memory: cross-attention memory [2B, L, D], the B conditional rows then the B null rows, or None.
     tempo: bpm [B] of each row for a ``tempo_rope`` LM, or [B, 2] (bpm, the beat at frame 0) for a
-        ``beat_phase`` one (the null rows get the same), or None.
+        ``beat_phase`` one, or None. null_tempo: the null rows' (None: the same as ``tempo``).
     """
     if fast.exact_guidance:
-        return ExactGuidance(lm, memory, batch, tempo)
-    return CachedGuidance(lm, memory, batch, fast, tempo)
+        return ExactGuidance(lm, memory, batch, tempo, null_tempo)
+    return CachedGuidance(lm, memory, batch, fast, tempo, null_tempo)
 
 
-def _rows_tempo(tempo: torch.Tensor | None, rows: int) -> torch.Tensor | None:
-    """The tempo [B] (or [B, 2]) repeated for a pass over ``rows`` rows (B, or 2B: conditional then null)."""
-    return None if tempo is None else tempo.repeat(rows // len(tempo), *([1] * (tempo.dim() - 1)))
+def _rows_tempo(tempo: torch.Tensor | None, null_tempo: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    """The tempo of a pass over ``rows`` rows: B (the conditional rows') or 2B (then the null rows')."""
+    if tempo is None or rows == len(tempo):
+        return tempo
+    return torch.cat([tempo, tempo if null_tempo is None else null_tempo])
 
 
 class ExactGuidance:
@@ -81,15 +83,16 @@ class ExactGuidance:
     The memory's cross-attention keys/values are projected once per generate call.
     """
 
-    def __init__(self, lm: MagnetLM, memory: torch.Tensor | None, batch: int, tempo: torch.Tensor | None = None):
-        self.lm, self.batch, self.tempo = lm, batch, tempo
+    def __init__(self, lm: MagnetLM, memory: torch.Tensor | None, batch: int, tempo: torch.Tensor | None = None,
+                 null_tempo: torch.Tensor | None = None):
+        self.lm, self.batch, self.tempo, self.null_tempo = lm, batch, tempo, null_tempo
         self.cross_kv: CrossKV | None = None if memory is None else lm.transformer.cross_kv(memory)
 
     def __call__(self, codes: torch.Tensor, stage: int, step: int, coef: float) -> GuidedLogits:
         if self.cross_kv is None:
             return GuidedLogits(self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=None, tempo=self.tempo)))
         hidden = self.lm.hidden(torch.cat([codes, codes]), stage, cross_kv=self.cross_kv,
-                                tempo=_rows_tempo(self.tempo, 2 * self.batch))
+                                tempo=_rows_tempo(self.tempo, self.null_tempo, 2 * self.batch))
         cond, uncond = self.lm.linears[stage](hidden).split(self.batch)
         return GuidedLogits(uncond + (cond - uncond) * coef)
 
@@ -103,8 +106,8 @@ class CachedGuidance:
     """
 
     def __init__(self, lm: MagnetLM, memory: torch.Tensor | None, batch: int, fast: FastOptions,
-                 tempo: torch.Tensor | None = None):
-        self.lm, self.batch, self.tempo = lm, batch, tempo
+                 tempo: torch.Tensor | None = None, null_tempo: torch.Tensor | None = None):
+        self.lm, self.batch, self.tempo, self.null_tempo = lm, batch, tempo, null_tempo
         self.cross_kv: CrossKV | None = None if memory is None else lm.transformer.cross_kv(memory)
         self.cond_kv = None if self.cross_kv is None else [(k[:batch], v[:batch]) for k, v in self.cross_kv]
         self.refresh, self.null_refresh = fast.kv_cache_refresh, fast.cfg_null_refresh
@@ -142,7 +145,7 @@ class CachedGuidance:
     def _forward(self, codes: torch.Tensor, stage: int, rows: torch.Tensor | None,
                  cross_kv: CrossKV | None) -> torch.Tensor:
         """Logits [n, R, card] of codebook ``stage`` for codes [n, K, T] (n = B or 2B) at ``rows``."""
-        tempo = _rows_tempo(self.tempo, codes.shape[0])
+        tempo = _rows_tempo(self.tempo, self.null_tempo, codes.shape[0])
         if self.cache is None:
             return self.lm.linears[stage](self.lm.hidden(codes, stage, cross_kv=cross_kv, tempo=tempo))
         self.cache.rows = None if rows is None else rows.repeat(codes.shape[0] // self.batch, 1)

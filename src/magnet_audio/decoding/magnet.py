@@ -88,7 +88,8 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
         sampled before the codebook's steps and kept. Frozen frames stay as they are.
     tempo: bpm [B] (NaN: none, read as 120) for a ``tempo_rope`` LM's positions, the null rows too;
         or [B, 2]: (bpm, the beat at frame 0, NaN where unknown) for a ``beat_phase`` LM (others
-        use the bpm). Ignored by LMs without ``tempo_rope``.
+        use the bpm; with ``params.beat_guidance`` the null rows get no beat). Ignored by LMs
+        without ``tempo_rope``.
     """
     params.validate(lm.num_codebooks)
     device = next(lm.parameters()).device
@@ -116,7 +117,10 @@ def generate_codes(lm: MagnetLM, memory: torch.Tensor | None, params: Generation
             tempo = bpm
     else:
         tempo = None
-    guidance = make_guidance(lm, memory, B, params.fast, tempo)
+    null_tempo = tempo
+    if params.beat_guidance and tempo is not None and tempo.dim() == 2:  # the null rows without the beat
+        null_tempo = torch.stack([tempo[:, 0], torch.full_like(tempo[:, 1], float("nan"))], dim=1)
+    guidance = make_guidance(lm, memory, B, params.fast, tempo, null_tempo)
     before_stage = None
     if tied is not None:
         tied = tied.to(device).masked_fill(frozen.any(dim=1), NOT_TIED)  # never over a frozen token

@@ -101,6 +101,10 @@ class GenerationParams:
     beat_lock: seconds at the start of every beat of the tempo each prompt names that share their
         tokens (rounded to whole spans, at least one; :mod:`.beats`); 0 = off. Prompts without a
         tempo decode as usual.
+    beat_guidance: for a ``beat_phase`` LM told where the beat falls (generation from nothing), the
+        null-condition rows of classifier-free guidance decode without the beat, so guidance
+        strengthens the LM's own sense of what comes on the beat as it does the text's; the tokens
+        stay the LM's samples. No effect on other LMs, continuations or edits.
     fast: approximations and model transforms (:class:`FastOptions`; the defaults are exact).
     """
 
@@ -117,6 +121,7 @@ class GenerationParams:
     choice_temperature: float = 0.0
     rescore_weight: float = 0.5
     beat_lock: float = 0.0
+    beat_guidance: bool = True
     fast: FastOptions = field(default_factory=FastOptions)
 
     def validate(self, num_codebooks: int, card: int | None = None) -> "GenerationParams":
@@ -126,7 +131,7 @@ class GenerationParams:
         if isinstance(steps, (str, bytes)) or not hasattr(steps, "__len__") or len(steps) != num_codebooks:
             raise InputError(f"decoding_steps must be {num_codebooks} positive integers, got {steps!r}")
         steps = [v.positive_int(s, "decoding_steps", 100_000) for s in steps]
-        for name in ("use_sampling", "anneal_temp"):
+        for name in ("use_sampling", "anneal_temp", "beat_guidance"):
             setattr(self, name, v.boolean(getattr(self, name), name))
         self.top_k = v.int_in_range(self.top_k, "top_k", 0, card)
         self.top_p = v.finite_float(self.top_p, "top_p", 0, 1)
